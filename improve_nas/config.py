@@ -1,0 +1,105 @@
+"""The search configuration: defaults, validation and step arithmetic.
+
+One `ml_collections.ConfigDict` holds every setting (see `base_config`); the
+files in `improve_nas/configs/` start from it and change a few fields.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from improve_nas import distillation
+from improve_nas.errors import ConfigError
+from improve_nas.generators import GENERATORS
+from improve_nas.nasnet.arch import ArchSpec
+
+__all__ = ["base_config", "validate"]
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field with the paper's values where the paper gives one."""
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "cifar10"
+  c.data_dir = ""               # "" = TFDS's default directory
+  c.image_size = 0              # 0 = the dataset's native size
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.random_flip = True
+  c.cutout_size = 16
+  # Search.
+  c.max_iterations = 10
+  c.steps_per_iteration = 1_000_000
+  c.batch_size = 32
+  c.eval_steps = 0              # 0 = the whole eval split
+  c.evaluator_steps = 0         # 0 = the whole train split, for selection
+  c.generator = "constant"
+  c.initial_arch = "6@768"
+  c.reconsider_previous = False
+  c.depth_increment = 1         # dynamic generator: cells per stack added
+  c.width_increment = 240       # dynamic generator: penultimate filters added
+  c.param_budget = 0            # ensemble parameters; 0 = no budget
+  c.knowledge_distillation = "none"
+  c.kd_temperature = 1.0
+  c.learn_mixture_weights = False
+  # Training of each member.
+  c.learning_rate = 0.025
+  c.momentum = 0.9
+  c.clip_gradients = 5.0
+  c.weight_decay = 5e-4
+  c.label_smoothing = 0.1
+  c.drop_path_keep_prob = 0.6
+  c.use_aux_head = True
+  c.aux_head_weight = 0.4
+  # Run.
+  c.seed = 42
+  c.save_checkpoints_steps = 0  # 0 = once per iteration
+  c.save_summary_steps = 100
+  return c
+
+
+def _require(condition: bool, field: str, value, fix: str) -> None:
+  if not condition:
+    raise ConfigError(f"config.{field}={value!r}: {fix}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError (one line: field, value, fix) for any bad field."""
+  for field in ("max_iterations", "steps_per_iteration", "batch_size"):
+    value = c[field]
+    _require(isinstance(value, int) and value > 0, field, value,
+             "must be a positive integer")
+  for field in ("eval_steps", "evaluator_steps", "param_budget",
+                "save_checkpoints_steps", "cutout_size", "image_size"):
+    value = c[field]
+    _require(isinstance(value, int) and value >= 0, field, value,
+             "must be an integer >= 0 (0 means the default)")
+  _require(c.save_summary_steps > 0, "save_summary_steps",
+           c.save_summary_steps, "must be a positive integer")
+  _require(c.generator in GENERATORS, "generator", c.generator,
+           f"use one of {', '.join(GENERATORS)}")
+  _require(c.knowledge_distillation in distillation.KD_MODES,
+           "knowledge_distillation", c.knowledge_distillation,
+           f"use one of {', '.join(distillation.KD_MODES)}")
+  try:
+    ArchSpec.parse(c.initial_arch)
+  except ConfigError as e:
+    raise ConfigError(f"config.initial_arch: {e}") from None
+  _require(c.depth_increment >= 0 and c.width_increment >= 0 and
+           c.width_increment % 24 == 0 and
+           (c.depth_increment or c.width_increment), "width_increment",
+           (c.depth_increment, c.width_increment),
+           "depth_increment and width_increment must be >= 0, not both 0, and "
+           "width_increment a multiple of 24")
+  _require(c.kd_temperature > 0, "kd_temperature", c.kd_temperature,
+           "must be > 0")
+  for field in ("learning_rate", "momentum", "clip_gradients", "weight_decay",
+                "label_smoothing", "aux_head_weight"):
+    _require(c[field] >= 0, field, c[field], "must be >= 0")
+  _require(0 < c.drop_path_keep_prob <= 1, "drop_path_keep_prob",
+           c.drop_path_keep_prob, "must be in (0, 1]")
+  _require(c.label_smoothing < 1, "label_smoothing", c.label_smoothing,
+           "must be < 1")
+  if c.image_size:
+    _require(c.image_size % 4 == 0, "image_size", c.image_size,
+             "the tower halves it twice: use a multiple of 4 such as 8, 16, 32")

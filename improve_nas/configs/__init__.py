@@ -1,0 +1,1 @@
+"""Config files: `--config=improve_nas/configs/NAME.py`."""

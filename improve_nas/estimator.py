@@ -1,0 +1,171 @@
+"""Config -> adanet.Estimator, and the input_fns that go with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Callable, List, Optional
+
+import adanet
+import ml_collections
+import tensorflow as tf
+
+from improve_nas import config as config_lib
+from improve_nas.builder import NasnetBuilder, TrainingConfig
+from improve_nas.data import datasets
+from improve_nas.data.input import PipelineConfig, make_input_fn
+from improve_nas.ensemble import MixtureWeightEnsembler
+from improve_nas.errors import ConfigError
+from improve_nas.generators import make_generator
+from improve_nas.nasnet.counting import count_params
+
+__all__ = ["InputFns", "RecordingEvaluator", "make_estimator", "input_fns",
+           "resolve_image_size"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFns:
+  """The input_fns of a search: training, test evaluation and selection."""
+
+  train: Callable
+  eval: Callable
+  selection: Callable
+
+
+class RecordingEvaluator(adanet.Evaluator):
+  """adanet's Evaluator that also keeps the last values it computed.
+
+  `last_values[k]` is the selection loss of candidate ensemble k (index 0 is
+  the previous ensemble from the second iteration on).
+  """
+
+  def __init__(self, input_fn, steps=None):
+    super().__init__(input_fn=input_fn, steps=steps)
+    self.last_values: List[float] = []
+
+  def evaluate(self, sess, ensemble_metrics):
+    self.last_values = [float(v) for v in super().evaluate(
+        sess, ensemble_metrics)]
+    return self.last_values
+
+
+def resolve_image_size(c: ml_collections.ConfigDict,
+                       info: datasets.DatasetInfo) -> int:
+  size = c.image_size or info.image_shape[0]
+  if size % 4:
+    raise ConfigError(
+        f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
+        "images; set --config.image_size to a multiple of 4 (they are resized)")
+  return size
+
+
+def _check_split(split: str, field: str, info: datasets.DatasetInfo) -> None:
+  base = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
+  if base not in info.splits:
+    raise ConfigError(
+        f"config.{field}={split!r}: dataset {info.name!r} has splits "
+        f"{', '.join(info.splits)}")
+
+
+def _latest_global_step(model_dir: Optional[str]) -> int:
+  path = tf.train.latest_checkpoint(model_dir) if model_dir else None
+  return int(path.rsplit("-", 1)[-1]) if path else 0
+
+
+def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
+              builder=None) -> InputFns:
+  """Training, evaluation and selection input_fns for config `c`.
+
+  Training input is shuffled and augmented with a seed that changes with the
+  latest checkpoint in `model_dir`, so each adanet iteration sees a new order
+  and a resumed run repeats what an uninterrupted one would have seen.
+  """
+  builder = builder or datasets.load_builder(c.dataset, c.data_dir or None)
+  info = datasets.dataset_info(builder)
+  _check_split(c.train_split, "train_split", info)
+  _check_split(c.eval_split, "eval_split", info)
+  size = resolve_image_size(c, info)
+  common = dict(image_size=size, batch_size=c.batch_size,
+                random_flip=c.random_flip, cutout_size=c.cutout_size)
+  train = make_input_fn(
+      builder, PipelineConfig(split=c.train_split, training=True, **common),
+      seed_fn=lambda: c.seed + _latest_global_step(model_dir))
+  evaluation = make_input_fn(
+      builder, PipelineConfig(split=c.eval_split, **common))
+  selection = make_input_fn(
+      builder, PipelineConfig(split=c.train_split, **common))
+  return InputFns(train=train, eval=evaluation, selection=selection)
+
+
+def make_estimator(c: ml_collections.ConfigDict,
+                   run_config: Optional[tf.estimator.RunConfig] = None,
+                   model_dir: Optional[str] = None) -> adanet.Estimator:
+  """The AdaNAS search for config `c` as an adanet.Estimator.
+
+  Works with `tf.estimator.train_and_evaluate`, `evaluate` and `predict`;
+  features are {"image": float32 [batch, size, size, channels]} in [-1, 1]
+  (see `input_fns`), labels int class ids.
+
+  Raises:
+    ConfigError: a bad config field, or a budget no first candidate fits.
+  """
+  config_lib.validate(c)
+  run_config = run_config or tf.estimator.RunConfig()
+  model_dir = model_dir or run_config.model_dir
+  if model_dir is None:
+    raise ConfigError("model_dir is not set: pass model_dir= or a RunConfig "
+                      "with model_dir")
+  overrides = dict(model_dir=model_dir)
+  if run_config.tf_random_seed is None:
+    overrides["tf_random_seed"] = c.seed
+  if c.save_checkpoints_steps:
+    overrides["save_checkpoints_steps"] = c.save_checkpoints_steps
+  overrides["save_summary_steps"] = c.save_summary_steps
+  run_config = run_config.replace(**overrides)
+
+  builder = datasets.load_builder(c.dataset, c.data_dir or None)
+  info = datasets.dataset_info(builder)
+  size = resolve_image_size(c, info)
+  channels = info.image_shape[-1]
+  fns = input_fns(c, model_dir, builder)
+
+  training = TrainingConfig(
+      steps_per_iteration=c.steps_per_iteration,
+      learning_rate=c.learning_rate, momentum=c.momentum,
+      clip_gradients=c.clip_gradients, weight_decay=c.weight_decay,
+      label_smoothing=c.label_smoothing,
+      drop_path_keep_prob=c.drop_path_keep_prob,
+      use_aux_head=c.use_aux_head, aux_head_weight=c.aux_head_weight,
+      knowledge_distillation=c.knowledge_distillation,
+      kd_temperature=c.kd_temperature)
+  generator = make_generator(
+      c.generator, c.initial_arch,
+      builder_fn=lambda arch: NasnetBuilder(arch, training),
+      count_fn=lambda arch: count_params(arch, info.num_classes, size,
+                                         channels),
+      param_budget=c.param_budget, reconsider_previous=c.reconsider_previous,
+      depth_increment=c.depth_increment, width_increment=c.width_increment)
+  _, fitting = generator.candidates([])
+  if not fitting:
+    smallest = min(generator.candidates([])[0], key=lambda x: x.params)
+    raise ConfigError(
+        f"config.param_budget={c.param_budget}: smaller than the smallest "
+        f"first candidate {smallest.arch} ({smallest.params:,} parameters); "
+        "raise it or set 0 for no budget")
+  ensembler = MixtureWeightEnsembler(
+      learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
+      momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
+  estimator = adanet.Estimator(
+      head=tf.estimator.MultiClassHead(info.num_classes),
+      subnetwork_generator=generator,
+      max_iteration_steps=c.steps_per_iteration,
+      ensemblers=[ensembler],
+      ensemble_strategies=[adanet.ensemble.GrowStrategy()],
+      evaluator=RecordingEvaluator(fns.selection,
+                                   steps=c.evaluator_steps or None),
+      force_grow=True,
+      max_iterations=c.max_iterations,
+      model_dir=model_dir,
+      config=run_config)
+  return estimator

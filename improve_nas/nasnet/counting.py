@@ -1,0 +1,70 @@
+"""Counts parameters and multiply-adds of NASNet-A towers.
+
+Both are read off a real tower built in a private graph, so they cannot drift
+from the model code. Results are cached per (arch, classes, image shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.tower import NasnetTower
+
+__all__ = ["TowerCost", "tower_cost", "count_params"]
+
+_AUX_SCOPE = "/aux_"
+
+
+@dataclasses.dataclass(frozen=True)
+class TowerCost:
+  """Trainable parameters and multiply-adds per image of one tower."""
+
+  arch: ArchSpec
+  params: int             # inference tower (no auxiliary head)
+  params_with_aux: int    # as trained (with the auxiliary head)
+  mult_adds: int          # per image, inference tower
+
+
+def _op_mult_adds(op: tf.Operation) -> int:
+  """Multiply-adds of one conv / depthwise conv / matmul op per batch."""
+  if op.type not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+    return 0
+  out = op.outputs[0].shape.as_list()
+  kernel = op.inputs[1].shape.as_list()
+  if op.type == "MatMul":
+    return int(out[0] * out[1] * kernel[0])
+  if op.type == "Conv2D":  # kernel: [kh, kw, cin, cout]
+    return int(np.prod(out) * kernel[0] * kernel[1] * kernel[2])
+  return int(np.prod(out) * kernel[0] * kernel[1])  # depthwise, multiplier 1
+
+
+@functools.lru_cache(maxsize=256)
+def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
+               image_size: int = 32, channels: int = 3) -> TowerCost:
+  """Builds the tower in a private graph and counts what it holds."""
+  arch = ArchSpec.parse(arch)
+  # One training-mode build holds both towers: the auxiliary head's layers
+  # and ops are the ones named "aux_*".
+  with tf.Graph().as_default() as graph:
+    tower = NasnetTower(arch, num_classes, use_aux_head=True)
+    images = tf.compat.v1.placeholder(
+        tf.float32, [1, image_size, image_size, channels])
+    tower(images, training=True)
+    sizes = {v.name: int(np.prod(v.shape.as_list()))
+             for v in tower.trainable_weights}
+    mult_adds = sum(_op_mult_adds(op) for op in graph.get_operations()
+                    if _AUX_SCOPE not in op.name)
+  params = sum(n for name, n in sizes.items() if _AUX_SCOPE not in name)
+  return TowerCost(arch, params, sum(sizes.values()), mult_adds)
+
+
+def count_params(arch: "ArchSpec | str", num_classes: int = 10,
+                 image_size: int = 32, channels: int = 3) -> int:
+  """Trainable parameters of the inference tower (what an ensemble keeps)."""
+  return tower_cost(ArchSpec.parse(arch), num_classes, image_size,
+                    channels).params

@@ -1,0 +1,135 @@
+"""The operations NASNet-A cells are made of, as Keras layers.
+
+Every layer takes an explicit name, so that variable names are the same each
+time adanet rebuilds a tower in a new graph.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = [
+    "BN_MOMENTUM", "BN_EPSILON", "kernel_initializer", "batch_norm",
+    "DropPath", "ReluConvBn", "SepConvStack", "FactorizedReduction",
+    "make_op",
+]
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def kernel_initializer() -> tf.keras.initializers.Initializer:
+  """Variance scaling on fan-out, as NASNet does for its weights."""
+  return tf.keras.initializers.VarianceScaling(
+      scale=2.0, mode="fan_out", distribution="truncated_normal")
+
+
+def batch_norm(name: str) -> tf.keras.layers.BatchNormalization:
+  return tf.keras.layers.BatchNormalization(
+      momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=True, name=name)
+
+
+def conv1x1(filters: int, name: str, strides: int = 1) -> tf.keras.layers.Conv2D:
+  return tf.keras.layers.Conv2D(
+      filters, 1, strides=strides, padding="valid", use_bias=False,
+      kernel_initializer=kernel_initializer(), name=name)
+
+
+class DropPath(tf.keras.layers.Layer):
+  """Drops a whole op output per example with probability 1 - keep_prob.
+
+  Kept outputs are scaled by 1 / keep_prob; nothing happens in inference.
+  """
+
+  def call(self, inputs, keep_prob, training=None):
+    if not training:
+      return inputs
+    keep_prob = tf.cast(keep_prob, inputs.dtype)
+    batch = tf.shape(inputs)[0]
+    noise = tf.random.uniform([batch, 1, 1, 1], dtype=inputs.dtype)
+    mask = tf.floor(keep_prob + noise)
+    return inputs / keep_prob * mask
+
+
+class ReluConvBn(tf.keras.layers.Layer):
+  """ReLU, 1x1 convolution (optionally strided), batch norm."""
+
+  def __init__(self, filters: int, strides: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.conv = conv1x1(filters, "conv", strides)
+    self.bn = batch_norm("bn")
+
+  def call(self, inputs, training=None):
+    return self.bn(self.conv(tf.nn.relu(inputs)), training=training)
+
+
+class SepConvStack(tf.keras.layers.Layer):
+  """NASNet's "sep k": twice (ReLU, k x k separable conv, batch norm).
+
+  Only the first separable convolution is strided.
+  """
+
+  def __init__(self, filters: int, kernel_size: int, strides: int = 1,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.convs = []
+    self.bns = []
+    for i in range(2):
+      self.convs.append(tf.keras.layers.SeparableConv2D(
+          filters, kernel_size, strides=strides if i == 0 else 1,
+          padding="same", depth_multiplier=1, use_bias=False,
+          depthwise_initializer=kernel_initializer(),
+          pointwise_initializer=kernel_initializer(), name=f"sep_{i}"))
+      self.bns.append(batch_norm(f"bn_{i}"))
+
+  def call(self, inputs, training=None):
+    net = inputs
+    for conv, bn in zip(self.convs, self.bns):
+      net = bn(conv(tf.nn.relu(net)), training=training)
+    return net
+
+
+class FactorizedReduction(tf.keras.layers.Layer):
+  """Halves the spatial size with two offset strided 1x1 paths (no info loss).
+
+  Expects an input that already went through a ReLU.
+  """
+
+  def __init__(self, filters: int, **kwargs):
+    super().__init__(**kwargs)
+    self.path1 = conv1x1(filters // 2, "path1_conv") if filters // 2 else None
+    self.path2 = conv1x1(filters - filters // 2, "path2_conv")
+    self.bn = batch_norm("bn")
+
+  def call(self, inputs, training=None):
+    shifted = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
+    paths = [self.path2(shifted[:, ::2, ::2, :])]
+    if self.path1 is not None:
+      paths.insert(0, self.path1(inputs[:, ::2, ::2, :]))
+    return self.bn(tf.concat(paths, axis=-1), training=training)
+
+
+class _Pool(tf.keras.layers.Layer):
+  """3x3 average or max pooling, SAME padding."""
+
+  def __init__(self, kind: str, strides: int, **kwargs):
+    super().__init__(**kwargs)
+    cls = (tf.keras.layers.AveragePooling2D if kind == "avg" else
+           tf.keras.layers.MaxPooling2D)
+    self.pool = cls(3, strides=strides, padding="same", name="pool")
+
+  def call(self, inputs, training=None):
+    del training
+    return self.pool(inputs)
+
+
+def make_op(op: str, filters: int, strides: int, name: str):
+  """Returns the layer for one NASNet-A op name, or None for the identity."""
+  if op in ("sep3", "sep5", "sep7"):
+    return SepConvStack(filters, int(op[-1]), strides, name=name)
+  if op in ("avg3", "max3"):
+    return _Pool(op[:3], strides, name=name)
+  if op == "id":
+    # A strided identity needs a projection (not used by NASNet-A itself).
+    return ReluConvBn(filters, strides, name=name) if strides > 1 else None
+  raise ValueError(f"unknown NASNet op {op!r}")

@@ -1,0 +1,122 @@
+"""The NASNet-A tower for CIFAR-sized images, as one Keras layer."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from improve_nas.errors import ConfigError
+from improve_nas.nasnet import ops
+from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.cells import Cell, NORMAL_CELL, REDUCTION_CELL
+
+__all__ = ["NasnetTower", "STEM_MULTIPLIER", "AUX_HEAD_FILTERS"]
+
+STEM_MULTIPLIER = 3
+AUX_HEAD_FILTERS = (128, 768)
+
+
+def check_image_shape(image_size: int, arch: Optional[ArchSpec] = None) -> None:
+  """Raises ConfigError when a tower cannot take `image_size` images."""
+  if not isinstance(image_size, int) or image_size < 4 or image_size % 4:
+    where = f" for arch '{arch}'" if arch else ""
+    raise ConfigError(
+        f"image_size {image_size!r}{where}: must be a positive multiple of 4 "
+        "(the tower halves it twice), e.g. 8, 16 or 32")
+
+
+class NasnetTower(tf.keras.layers.Layer):
+  """NASNet-A(N@P): stem, 3 stacks of N normal cells split by 2 reduction cells,
+  head, and an auxiliary head after the second stack (training only).
+
+  Call it on channels-last images of any size divisible by 4 and any number of
+  channels: `tower(images, training=..., progress=...)` where progress in [0, 1]
+  drives the drop-path schedule (e.g. iteration_step / steps_per_iteration).
+
+  Returns:
+    A dict with "logits", "last_layer" (the pooled penultimate features) and,
+    in training with `use_aux_head`, "aux_logits".
+  """
+
+  def __init__(self, arch: ArchSpec, num_classes: int,
+               use_aux_head: bool = True, drop_path_keep_prob: float = 0.6,
+               dropout_rate: float = 0.0, name: str = "nasnet", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.arch = ArchSpec.parse(arch)
+    self.num_classes = num_classes
+    self.use_aux_head = use_aux_head
+    filters = self.arch.conv_filters
+    n = self.arch.cells_per_stack
+    total_cells = self.arch.num_cells + 2
+    self.stem_conv = tf.keras.layers.Conv2D(
+        STEM_MULTIPLIER * filters, 3, padding="same", use_bias=False,
+        kernel_initializer=ops.kernel_initializer(), name="stem_conv")
+    self.stem_bn = ops.batch_norm("stem_bn")
+    self.cells = []
+    index = 0
+    for stack in range(3):
+      stack_filters = filters * 2 ** stack
+      if stack:
+        self.cells.append(Cell(
+            REDUCTION_CELL, stack_filters, 2, index, total_cells,
+            drop_path_keep_prob, name=f"reduction_cell_{stack - 1}"))
+        index += 1
+      for _ in range(n):
+        self.cells.append(Cell(
+            NORMAL_CELL, stack_filters, 1, index, total_cells,
+            drop_path_keep_prob, name=f"cell_{index}"))
+        index += 1
+    # The auxiliary head reads the last normal cell of the second stack.
+    self.aux_after = 2 * n  # index into self.cells (one reduction before it)
+    if use_aux_head:
+      self.aux_pool_bn = ops.batch_norm("aux_bn_0")
+      self.aux_conv0 = ops.conv1x1(AUX_HEAD_FILTERS[0], "aux_conv_0")
+      self.aux_conv1 = None  # Its kernel covers the remaining map: see build.
+      self.aux_bn1 = ops.batch_norm("aux_bn_1")
+      self.aux_dense = tf.keras.layers.Dense(
+          num_classes, kernel_initializer=ops.kernel_initializer(),
+          name="aux_logits")
+    self.dropout = tf.keras.layers.Dropout(dropout_rate, name="dropout")
+    self.dense = tf.keras.layers.Dense(
+        num_classes, kernel_initializer=ops.kernel_initializer(),
+        name="logits")
+
+  def build(self, input_shape):
+    shape = tf.TensorShape(input_shape)
+    for size in (shape[1], shape[2]):
+      if size is not None:
+        check_image_shape(int(size), self.arch)
+    if self.use_aux_head:
+      aux_size = int(shape[1]) // 2
+      pooled = (aux_size - 5) // 3 + 1 if aux_size >= 5 else aux_size
+      self.aux_conv1 = tf.keras.layers.Conv2D(
+          AUX_HEAD_FILTERS[1], pooled, padding="valid", use_bias=False,
+          kernel_initializer=ops.kernel_initializer(), name="aux_conv_1")
+    super().build(input_shape)
+
+  def _aux_head(self, net, training):
+    net = tf.nn.relu(net)
+    if net.shape[1] >= 5:
+      net = tf.nn.avg_pool2d(net, 5, 3, "VALID")
+    net = tf.nn.relu(self.aux_pool_bn(self.aux_conv0(net), training=training))
+    net = tf.nn.relu(self.aux_bn1(self.aux_conv1(net), training=training))
+    return self.aux_dense(tf.reduce_mean(net, axis=[1, 2]))
+
+  def call(self, images, training=None, progress=1.0) -> Dict[str, tf.Tensor]:
+    net = self.stem_bn(self.stem_conv(images), training=training)
+    older, prev = net, net
+    outputs = {}
+    for i, cell in enumerate(self.cells):
+      older, prev = prev, cell([older, prev], training=training,
+                               progress=progress)
+      if i == self.aux_after and self.use_aux_head and training:
+        outputs["aux_logits"] = self._aux_head(prev, training)
+    net = tf.reduce_mean(tf.nn.relu(prev), axis=[1, 2])
+    outputs["last_layer"] = net
+    outputs["logits"] = self.dense(self.dropout(net, training=training))
+    return outputs
+
+  def keep_probs(self, progress) -> list:
+    """Drop-path keep probability of every cell at the given progress."""
+    return [cell.keep_prob(progress) for cell in self.cells]

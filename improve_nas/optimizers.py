@@ -1,0 +1,42 @@
+"""The optimizer and the learning-rate schedule that restarts every iteration."""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import tensorflow as tf
+
+__all__ = ["cosine_learning_rate", "momentum_train_op"]
+
+
+def cosine_learning_rate(base_rate: float, iteration_step,
+                         steps_per_iteration: int) -> tf.Tensor:
+  """Cosine decay from `base_rate` to 0 over one iteration's steps.
+
+  `iteration_step` is adanet's per-iteration step, so the schedule restarts
+  with every new iteration.
+  """
+  progress = tf.minimum(
+      tf.cast(iteration_step, tf.float32) / float(steps_per_iteration), 1.0)
+  return 0.5 * base_rate * (1.0 + tf.cos(3.141592653589793 * progress))
+
+
+def momentum_train_op(loss: tf.Tensor, var_list: Sequence[tf.Variable],
+                      learning_rate: tf.Tensor, momentum: float,
+                      clip_norm: Optional[float] = None,
+                      dependencies: Iterable[tf.Operation] = (),
+                      name: str = "momentum") -> tf.Operation:
+  """Momentum step on `var_list` after global-norm clipping.
+
+  The step waits for `dependencies` (e.g. batch-norm moving-average updates).
+  It does not touch any global step: adanet increments its own steps.
+  """
+  optimizer = tf.compat.v1.train.MomentumOptimizer(
+      learning_rate, momentum, name=name)
+  var_list = list(var_list)
+  grads = tf.gradients(loss, var_list)
+  if clip_norm:
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+  with tf.control_dependencies(list(dependencies)):
+    return optimizer.apply_gradients(
+        [(g, v) for g, v in zip(grads, var_list) if g is not None])
