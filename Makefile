@@ -1,0 +1,37 @@
+# One command per job. Everything lands in .venv (created when missing).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-all demo bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(VENV)/bin/python requirements.txt requirements-nodeps.txt constraints.txt setup.py
+	$(PIP) install --quiet -c constraints.txt -r requirements.txt
+	$(PIP) install --quiet --no-deps -c constraints.txt -r requirements-nodeps.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The test suite (fast tests only; about 10 minutes on 2 cores).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Also the slow tests.
+test-all: $(STAMP)
+	$(PY) -m pytest -q --runslow tests
+
+# The offline demo search on the embedded digits dataset.
+demo: $(STAMP)
+	$(VENV)/bin/improve-nas --model_dir=runs/demo --overwrite
+
+bench: $(STAMP)
+	$(PY) bench/demo_search.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

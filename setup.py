@@ -1,0 +1,46 @@
+"""improve_nas: AdaNAS (AdaNet + NASNet-A ensembles) on TensorFlow 2.15."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_HERE = Path(__file__).parent
+_VERSION = re.search(r'__version__ = "([^"]+)"',
+                     (_HERE / "improve_nas" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="improve_nas",
+    version=_VERSION,
+    description=("AdaNAS: grow ensembles of NASNet-A towers with AdaNet, "
+                 "knowledge distillation and learned mixture weights"),
+    long_description=(_HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["improve_nas", "improve_nas.*",
+                                    "trainer", "trainer.*"]),
+    # adanet==0.9.0 is installed separately with --no-deps: its own pins
+    # (absl-py<1.0, protobuf<4, nose, mock) conflict with TensorFlow 2.15.
+    install_requires=[
+        "tensorflow-estimator==2.15.0",
+        "tensorflow-datasets==4.9.4",
+        "tensorflow-metadata==1.14.0",
+        "absl-py==1.4.0",
+        "numpy==1.26.4",
+        "ml-collections==0.1.1",
+        "scikit-learn==1.5.2",
+        "matplotlib==3.8.4",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu==2.15.1"],
+        "gpu": ["tensorflow[and-cuda]==2.15.1"],
+        "test": ["pytest==8.3.3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "improve-nas=trainer.trainer:run",
+            "improve-nas-arch=trainer.arch:run",
+        ],
+    },
+)
