@@ -25,7 +25,8 @@ setup(
     install_requires=[
         "tensorflow-estimator==2.15.0",
         "tensorflow-datasets==4.9.4",
-        "tensorflow-metadata==1.14.0",
+        "tensorflow-metadata==1.15.0",
+        "protobuf==4.25.8",
         "absl-py==1.4.0",
         "numpy==1.26.4",
         "ml-collections==0.1.1",

@@ -1,13 +1,15 @@
 """NASNet-A normal and reduction cells.
 
-A cell takes the outputs of the two previous cells. State 0 is the older one
-(h_{i-1}), state 1 the previous cell's output (h_i), both first brought to the
-cell's filter count. Each of the 5 blocks applies one op to each of two states
+A cell takes the outputs of the two previous cells. State 0 is the previous
+cell's output (h_i), state 1 the older one (h_{i-1}), both first brought to the
+cell's filter count (the order of TF-slim's NASNet-A, whose `hiddenstate_indices`
+the tables follow). Each of the 5 blocks applies one op to each of two states
 and adds the results into a new state. The cell outputs the concatenation of
-the states no block consumed (for the normal cell: state 1 and the 5 new ones).
+the states no block consumed (for the normal cell: state 1, the older input,
+and the 5 new ones).
 
-The op tables below are DESIGN.md section 3 in state-index order: its `h0` is
-state 0, its `h1` state 1.
+The op tables below are DESIGN.md section 3 in state-index order: its `h0`
+(the previous cell's output) is state 0, its `h1` (the one before) state 1.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Cell(tf.keras.layers.Layer):
     older, prev = inputs
     if self.older_proj is not None:
       older = self.older_proj(older, training=training)
-    states = [older, self.prev_proj(prev, training=training)]
+    states = [self.prev_proj(prev, training=training), older]
     keep_prob = self.keep_prob(progress)
     for pair in self.block_ops:
       outs = []

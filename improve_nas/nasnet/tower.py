@@ -73,6 +73,7 @@ class NasnetTower(tf.keras.layers.Layer):
       self.aux_pool_bn = ops.batch_norm("aux_bn_0")
       self.aux_conv0 = ops.conv1x1(AUX_HEAD_FILTERS[0], "aux_conv_0")
       self.aux_conv1 = None  # Its kernel covers the remaining map: see build.
+      self._aux_pool = True
       self.aux_bn1 = ops.batch_norm("aux_bn_1")
       self.aux_dense = tf.keras.layers.Dense(
           num_classes, kernel_initializer=ops.kernel_initializer(),
@@ -88,16 +89,26 @@ class NasnetTower(tf.keras.layers.Layer):
       if size is not None:
         check_image_shape(int(size), self.arch)
     if self.use_aux_head:
-      aux_size = int(shape[1]) // 2
-      pooled = (aux_size - 5) // 3 + 1 if aux_size >= 5 else aux_size
+      if shape[1] is None or shape[2] is None:
+        raise ConfigError(
+            f"arch '{self.arch}': the auxiliary head needs images of a known "
+            f"size, got shape {shape}; set use_aux_head=False or give the "
+            "input a static height and width")
+      # The head reads the second stack (half the image size in each
+      # dimension); it pools 5x5 / 3 when the map allows it in both
+      # dimensions, then its conv covers the whole remaining map.
+      aux_size = (int(shape[1]) // 2, int(shape[2]) // 2)
+      self._aux_pool = min(aux_size) >= 5
+      kernel = tuple((s - 5) // 3 + 1 if self._aux_pool else s
+                     for s in aux_size)
       self.aux_conv1 = tf.keras.layers.Conv2D(
-          AUX_HEAD_FILTERS[1], pooled, padding="valid", use_bias=False,
+          AUX_HEAD_FILTERS[1], kernel, padding="valid", use_bias=False,
           kernel_initializer=ops.kernel_initializer(), name="aux_conv_1")
     super().build(input_shape)
 
   def _aux_head(self, net, training):
     net = tf.nn.relu(net)
-    if net.shape[1] >= 5:
+    if self._aux_pool:
       net = tf.nn.avg_pool2d(net, 5, 3, "VALID")
     net = tf.nn.relu(self.aux_pool_bn(self.aux_conv0(net), training=training))
     net = tf.nn.relu(self.aux_bn1(self.aux_conv1(net), training=training))

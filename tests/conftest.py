@@ -1,0 +1,40 @@
+"""Shared pytest setup: quiet TensorFlow, the compat shims, and `--runslow`."""
+
+import os
+import pathlib
+import sys
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+# Lets a plain `pytest` (not only `python -m pytest`) find the package when it
+# is not pip-installed.
+_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+  sys.path.insert(0, _ROOT)
+
+# improve_nas installs the TF 2.15 / adanet 0.9.0 shims; it must come before
+# any test module imports adanet.
+import improve_nas  # noqa: E402  pylint: disable=g-import-not-at-top,unused-import
+from improve_nas import compat  # noqa: E402  pylint: disable=g-import-not-at-top
+
+import pytest  # noqa: E402  pylint: disable=g-import-not-at-top
+
+compat.set_tf_verbosity(False)
+
+
+def pytest_addoption(parser):
+  parser.addoption("--runslow", action="store_true", default=False,
+                   help="also run tests marked slow")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: a slow test, run with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--runslow"):
+    return
+  skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip_slow)
