@@ -29,6 +29,10 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: a slow test, run with --runslow")
+  # adanet 0.9.0 compares versions with distutils' LooseVersion.
+  config.addinivalue_line(
+      "filterwarnings",
+      "ignore:distutils Version classes are deprecated:DeprecationWarning")
 
 
 def pytest_collection_modifyitems(config, items):

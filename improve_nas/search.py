@@ -1,0 +1,184 @@
+"""Runs an AdaNAS search iteration by iteration and records what happened.
+
+`run_search` drives the adanet.Estimator of `estimator.make_estimator`: it
+trains one iteration, evaluates the chosen ensemble on the eval split, and
+appends one `IterationRecord` (every candidate with its parameters and
+selection loss, the chosen one, the ensemble's size and test accuracy) to
+`MODEL_DIR/search.json`. Re-running on the same model_dir resumes: finished
+iterations return at once from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, List, Optional
+
+import ml_collections
+import tensorflow as tf
+
+from improve_nas import config as config_lib
+from improve_nas.errors import ConfigError, SearchEnded
+from improve_nas.estimator import input_fns, make_estimator
+
+__all__ = ["CandidateRecord", "IterationRecord", "SearchResult", "run_search",
+           "load_records", "RECORDS_FILE", "CONFIG_FILE", "check_model_dir"]
+
+RECORDS_FILE = "search.json"
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class CandidateRecord:
+  name: str
+  arch: str
+  reason: str
+  params: int
+  selection_loss: float
+
+
+@dataclasses.dataclass
+class IterationRecord:
+  iteration: int
+  candidates: List[CandidateRecord]
+  chosen: str                     # name of the chosen candidate
+  ensemble_archs: List[str]       # the members after this iteration
+  ensemble_params: int
+  test_accuracy: float
+  test_loss: float
+  global_step: int
+  seconds: float
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "IterationRecord":
+    d = dict(d)
+    d["candidates"] = [CandidateRecord(**x) for x in d["candidates"]]
+    return cls(**d)
+
+
+@dataclasses.dataclass
+class SearchResult:
+  records: List[IterationRecord]
+  ended: Optional[str] = None     # why the search stopped early, if it did
+  estimator: object = None
+
+
+def load_records(model_dir: str) -> List[IterationRecord]:
+  """The iteration records of the search in `model_dir` (may be empty)."""
+  path = os.path.join(model_dir, RECORDS_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [IterationRecord.from_dict(d) for d in json.load(f)["iterations"]]
+
+
+def _write_records(model_dir: str, records: List[IterationRecord],
+                   ended: Optional[str]) -> None:
+  path = os.path.join(model_dir, RECORDS_FILE)
+  payload = {"iterations": [dataclasses.asdict(r) for r in records],
+             "ended": ended}
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    json.dump(payload, f, indent=1)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+# Fields that may change between runs on one model_dir without changing what
+# the checkpoints mean.
+_RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "evaluator_steps",
+                     "save_checkpoints_steps", "save_summary_steps",
+                     "data_dir", "param_budget"}
+
+
+def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
+  """Raises ConfigError if `model_dir` holds a search with another config."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    if tf.io.gfile.exists(model_dir) and tf.io.gfile.listdir(model_dir):
+      raise ConfigError(
+          f"model_dir {model_dir!r} is not empty and holds no improve_nas "
+          "search; choose another --model_dir or pass --overwrite")
+    return
+  with tf.io.gfile.GFile(path) as f:
+    saved = json.load(f)
+  current = json.loads(c.to_json())
+  changed = sorted(k for k in set(saved) | set(current)
+                   if k not in _RESUMABLE_FIELDS and
+                   saved.get(k) != current.get(k))
+  if changed:
+    first = changed[0]
+    raise ConfigError(
+        f"model_dir {model_dir!r} holds a search with config.{first}="
+        f"{saved.get(first)!r} (now {current.get(first)!r}); resume with the "
+        "same config, choose another --model_dir, or pass --overwrite")
+
+
+def run_search(c: ml_collections.ConfigDict, model_dir: str,
+               run_config: Optional[tf.estimator.RunConfig] = None,
+               on_iteration: Optional[Callable[[IterationRecord], None]] = None,
+               overwrite: bool = False) -> SearchResult:
+  """Runs (or resumes) the search of config `c` in `model_dir`.
+
+  With `overwrite`, an existing model_dir is deleted once the config is known
+  to be good; otherwise a search there with the same config is resumed.
+
+  Raises:
+    ConfigError: a bad config, or a model_dir holding another search.
+  """
+  config_lib.validate(c)
+  estimator = make_estimator(c, run_config, model_dir=model_dir)
+  if overwrite and tf.io.gfile.exists(model_dir):
+    tf.io.gfile.rmtree(model_dir)
+  check_model_dir(c, model_dir)
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+    f.write(c.to_json(indent=1))
+  fns = input_fns(c, model_dir)
+  generator = estimator._subnetwork_generator  # pylint: disable=protected-access
+  evaluator = estimator._evaluator  # pylint: disable=protected-access
+  done = {r.iteration: r for r in load_records(model_dir)}
+  records: List[IterationRecord] = []
+  ended = None
+  steps = c.steps_per_iteration
+  for t in range(c.max_iterations):
+    start = time.time()
+    try:
+      estimator.train(fns.train, max_steps=(t + 1) * steps)
+    except SearchEnded as e:
+      ended = str(e)
+      break
+    if t in done:
+      records.append(done[t])
+      continue
+    metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
+                                 name="test")
+    records.append(_record(t, metrics, generator, evaluator,
+                           time.time() - start, records))
+    _write_records(model_dir, records, ended)
+    if on_iteration:
+      on_iteration(records[-1])
+  _write_records(model_dir, records, ended)
+  return SearchResult(records=records, ended=ended, estimator=estimator)
+
+
+def _record(t, metrics, generator, evaluator, seconds,
+            previous: List[IterationRecord]) -> IterationRecord:
+  _, fitting = generator.proposals[t]
+  losses = list(evaluator.last_values)
+  offset = len(losses) - len(fitting)  # 1 from the second iteration on
+  candidates = [
+      CandidateRecord(name=f"nasnet_{x.arch.slug}", arch=str(x.arch),
+                      reason=x.reason, params=x.params,
+                      selection_loss=losses[offset + i])
+      for i, x in enumerate(fitting)]
+  best = int(metrics[f"best_ensemble_index_{t}"]) - offset
+  chosen = candidates[best]
+  members = (previous[-1].ensemble_archs if previous else []) + [chosen.arch]
+  params = (previous[-1].ensemble_params if previous else 0) + chosen.params
+  return IterationRecord(
+      iteration=t, candidates=candidates, chosen=chosen.name,
+      ensemble_archs=members, ensemble_params=params,
+      test_accuracy=float(metrics["accuracy"]),
+      test_loss=float(metrics["average_loss"]),
+      global_step=int(metrics["global_step"]), seconds=round(seconds, 1))

@@ -1,0 +1,1 @@
+"""absl command-line entry points of improve_nas."""

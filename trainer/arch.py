@@ -1,0 +1,71 @@
+"""improve-nas-arch: parameters and multiply-adds of NASNet-A architectures.
+
+    improve-nas-arch 6@768 7@2304 1@240 --num_classes=10
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+
+import improve_nas
+from improve_nas.errors import ConfigError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_classes", 10, "Classes of the logits layer.")
+flags.DEFINE_integer("image_size", 32, "Height and width of the input image.")
+flags.DEFINE_integer("channels", 3, "Channels of the input image.")
+
+
+def _fail(message: str) -> None:
+  print(f"improve-nas-arch: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0])
+
+
+def main(argv):
+  # pylint: disable=g-import-not-at-top
+  from improve_nas.nasnet.arch import ArchSpec
+  from improve_nas.nasnet.counting import tower_cost
+  from improve_nas.nasnet.tower import check_image_shape
+  # pylint: enable=g-import-not-at-top
+  improve_nas.compat.set_tf_verbosity(False)
+  if len(argv) < 2:
+    _fail("give at least one architecture, e.g. improve-nas-arch 6@768 7@2304")
+  try:
+    archs = [ArchSpec.parse(a) for a in argv[1:]]
+    if FLAGS.num_classes < 2:
+      raise ConfigError(f"--num_classes={FLAGS.num_classes}: must be >= 2")
+    if FLAGS.channels < 1:
+      raise ConfigError(f"--channels={FLAGS.channels}: must be >= 1")
+    check_image_shape(FLAGS.image_size)
+  except ConfigError as e:
+    _fail(str(e))
+  size = FLAGS.image_size
+  header = ("arch", "params", "params+aux", f"mult-adds/{size}x{size}")
+  rows = [header]
+  for arch in archs:
+    cost = tower_cost(arch, FLAGS.num_classes, size, FLAGS.channels)
+    rows.append((str(arch), f"{cost.params:,}", f"{cost.params_with_aux:,}",
+                 f"{cost.mult_adds:,}"))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+  for row in rows:
+    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def run():
+  """Console-script entry point (improve-nas-arch)."""
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

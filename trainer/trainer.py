@@ -1,0 +1,101 @@
+"""improve-nas: run (or resume) an AdaNAS search from the command line.
+
+With no flags it runs the offline demo search on the embedded digits dataset:
+
+    improve-nas                       # = python -m trainer.trainer
+    improve-nas --config=improve_nas/configs/demo.py \
+        --config.max_iterations=2 --model_dir=runs/mine
+
+Bad flags or config values print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+import improve_nas
+from improve_nas.errors import ConfigError
+
+_DEMO_CONFIG = os.path.join(os.path.dirname(improve_nas.__file__), "configs",
+                            "demo.py")
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", _DEMO_CONFIG, "An ml_collections config file, e.g. "
+    "improve_nas/configs/demo.py; override fields with --config.FIELD=VALUE.",
+    lock_config=True)
+flags.DEFINE_string("model_dir", "runs/demo",
+                    "Where checkpoints, summaries and search.json go. An "
+                    "existing search there with the same config is resumed.")
+flags.DEFINE_bool("overwrite", False,
+                  "Delete model_dir first (after the config is validated).")
+
+
+def _fail(message: str) -> None:
+  print(f"improve-nas: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"{str(e).splitlines()[0]} (see --helpfull)")
+  except (ValueError, TypeError, OSError, KeyError) as e:
+    _fail(f"bad --config: {str(e).splitlines()[0] if str(e) else repr(e)}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
+  # pylint: disable=g-import-not-at-top
+  from improve_nas import config as config_lib
+  from improve_nas import report
+  from improve_nas import search
+  import tensorflow_datasets as tfds
+  # pylint: enable=g-import-not-at-top
+  verbose = FLAGS.verbosity >= 1
+  improve_nas.compat.set_tf_verbosity(verbose)
+  if not verbose:  # adanet logs through absl at INFO.
+    logging.set_verbosity(logging.WARNING)
+  tfds.disable_progress_bar()
+  c = FLAGS.config
+  model_dir = FLAGS.model_dir
+  try:
+    config_lib.validate(c)
+    if not model_dir:
+      raise ConfigError("--model_dir is empty: give a directory for the run")
+    print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
+          f"{c.max_iterations} iterations of {c.steps_per_iteration} steps, "
+          f"model_dir={model_dir}", flush=True)
+    start = time.time()
+
+    def progress(r):
+      print(f"  iteration {r.iteration}: chose {r.chosen} of "
+            f"{len(r.candidates)}; ensemble test accuracy "
+            f"{r.test_accuracy:.4f} ({r.seconds:.0f}s)", flush=True)
+
+    result = search.run_search(c, model_dir, on_iteration=progress,
+                               overwrite=FLAGS.overwrite)
+  except ConfigError as e:
+    _fail(str(e))
+  print()
+  print(report.format_table(result.records, result.ended))
+  print(f"\ntotal {time.time() - start:.0f}s; records in "
+        f"{os.path.join(model_dir, search.RECORDS_FILE)}")
+
+
+def run():
+  """Console-script entry point (improve-nas)."""
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()
