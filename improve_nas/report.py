@@ -21,7 +21,8 @@ def format_table(records: List[IterationRecord],
       chosen = x.name == r.chosen
       rows.append((
           str(r.iteration), x.name, x.arch, f"{x.params:,}",
-          f"{x.selection_loss:.4f}", "*" if chosen else "",
+          "-" if x.selection_loss is None else f"{x.selection_loss:.4f}",
+          "*" if chosen else "",
           f"{r.ensemble_params:,}" if chosen else "",
           f"{r.test_accuracy:.4f}" if chosen else ""))
   widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]

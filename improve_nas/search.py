@@ -36,7 +36,7 @@ class CandidateRecord:
   arch: str
   reason: str
   params: int
-  selection_loss: float
+  selection_loss: Optional[float]  # None: the only candidate, not evaluated
 
 
 @dataclasses.dataclass
@@ -127,10 +127,11 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     ConfigError: a bad config, or a model_dir holding another search.
   """
   config_lib.validate(c)
+  if not overwrite:
+    check_model_dir(c, model_dir)
   estimator = make_estimator(c, run_config, model_dir=model_dir)
   if overwrite and tf.io.gfile.exists(model_dir):
     tf.io.gfile.rmtree(model_dir)
-  check_model_dir(c, model_dir)
   tf.io.gfile.makedirs(model_dir)
   with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
     f.write(c.to_json(indent=1))
@@ -151,6 +152,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     if t in done:
       records.append(done[t])
       continue
+    evaluator.last_values = []  # adanet skips it when one candidate remains
     metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
                                  name="test")
     records.append(_record(t, metrics, generator, evaluator,
@@ -165,8 +167,10 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
 def _record(t, metrics, generator, evaluator, seconds,
             previous: List[IterationRecord]) -> IterationRecord:
   _, fitting = generator.proposals[t]
+  offset = 1 if t else 0  # the previous ensemble comes first from t=1 on
   losses = list(evaluator.last_values)
-  offset = len(losses) - len(fitting)  # 1 from the second iteration on
+  if len(losses) != offset + len(fitting):  # a lone candidate: not evaluated
+    losses = [None] * (offset + len(fitting))
   candidates = [
       CandidateRecord(name=f"nasnet_{x.arch.slug}", arch=str(x.arch),
                       reason=x.reason, params=x.params,

@@ -1,0 +1,151 @@
+"""End-to-end searches: the real adanet.Estimator on the embedded digits,
+tiny towers and images, a few steps per iteration."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from improve_nas import search
+from improve_nas.configs.demo import get_config
+from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.counting import count_params
+
+STEPS = 3
+
+
+def tiny_config(**overrides):
+  c = get_config()
+  c.image_size = 8
+  c.initial_arch = "1@24"
+  c.width_increment = 24
+  c.max_iterations = 2
+  c.steps_per_iteration = STEPS
+  c.batch_size = 16
+  c.eval_steps = 2
+  c.evaluator_steps = 2
+  c.save_summary_steps = 1
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def _scalars(directory, tag):
+  values = []
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    acc = event_accumulator.EventAccumulator(
+        path, size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    if tag in acc.Tags()["tensors"]:
+      values += [float(tf.make_ndarray(e.tensor_proto))
+                 for e in acc.Tensors(tag)]
+  return values
+
+
+def _mixture_weights(reader, iteration, ensemble):
+  prefix = f"adanet/iteration_{iteration}/ensemble_{ensemble}/"
+  names = sorted(n for n in reader.get_variable_to_shape_map()
+                 if n.startswith(prefix) and n.endswith("logits/mixture_weight"))
+  return [float(reader.get_tensor(n)) for n in names]
+
+
+FAST = [("none", "constant", False), ("adaptive", "dynamic", True),
+        ("born_again", "dynamic", False)]
+GRID = [(kd, gen, learn) for kd in ("none", "adaptive", "born_again")
+        for gen in ("constant", "dynamic") for learn in (True, False)]
+CASES = [pytest.param(*case, marks=() if case in FAST else pytest.mark.slow,
+                      id=f"{case[0]}-{case[1]}-{'learned' if case[2] else 'uniform'}")
+         for case in GRID]
+
+
+@pytest.mark.parametrize("kd,generator,learn", CASES)
+def test_search_grid(tmp_path, kd, generator, learn):
+  c = tiny_config(knowledge_distillation=kd, generator=generator,
+                  learn_mixture_weights=learn)
+  model_dir = str(tmp_path / "run")
+  result = search.run_search(c, model_dir)
+  records = result.records
+  assert [r.iteration for r in records] == [0, 1] and result.ended is None
+  assert records == search.load_records(model_dir)
+
+  # Candidates: the constant architecture, or deeper/wider neighbours of the
+  # last chosen member.
+  for r in records:
+    archs = [x.arch for x in r.candidates]
+    if generator == "constant":
+      assert archs == ["1@24"]
+    else:
+      base = ArchSpec.parse(records[r.iteration - 1].ensemble_archs[-1]
+                            if r.iteration else "1@24")
+      assert archs == [str(base.deeper()), str(base.wider(24))]
+    assert r.chosen in [x.name for x in r.candidates]
+    assert all(x.params == count_params(x.arch, 10, 8, 1)
+               for x in r.candidates)
+    if len(r.candidates) > 1:
+      assert all(np.isfinite(x.selection_loss) for x in r.candidates)
+    else:  # adanet does not evaluate a lone candidate
+      assert r.candidates[0].selection_loss is None
+    assert 0.0 <= r.test_accuracy <= 1.0
+  chosen = [next(x for x in r.candidates if x.name == r.chosen)
+            for r in records]
+  # adanet's evaluator picks the lowest selection loss.
+  for r, ch in zip(records, chosen):
+    if len(r.candidates) > 1:
+      assert ch.selection_loss == min(x.selection_loss for x in r.candidates)
+  assert records[1].ensemble_archs == [ch.arch for ch in chosen]
+  assert records[1].ensemble_params == sum(ch.params for ch in chosen)
+
+  # Mixture weights of the final two-member ensemble: 1/2 each when uniform.
+  final = tf.train.load_checkpoint(model_dir)
+  name = f"t1_{chosen[1].name}_grow_{'learned' if learn else 'uniform'}"
+  weights = _mixture_weights(final, 1, name)
+  assert len(weights) == 2
+  if learn:
+    assert not np.allclose(weights, 0.5)
+  else:
+    assert weights == [0.5, 0.5]
+
+  # The first member (the teacher of iteration 1) is frozen in iteration 1:
+  # its variables, batch-norm statistics included, do not change.
+  first = tf.train.load_checkpoint(os.path.join(model_dir,
+                                                f"model.ckpt-{STEPS}"))
+  member = f"adanet/iteration_0/subnetwork_t0_{chosen[0].name}/nasnet/"
+  names = [n for n in final.get_variable_to_shape_map()
+           if n.startswith(member) and "momentum" not in n]
+  assert len(names) > 20
+  for n in names:
+    np.testing.assert_array_equal(first.get_tensor(n), final.get_tensor(n))
+
+  # The KD term as summarised during training: zero without a teacher.
+  for r in records:
+    for x in r.candidates:
+      kd_values = _scalars(os.path.join(
+          model_dir, "subnetwork", f"t{r.iteration}_{x.name}"), "loss/kd")
+      assert kd_values, f"no loss/kd summary for t{r.iteration}_{x.name}"
+      if kd == "none" or r.iteration == 0:
+        assert all(v == 0.0 for v in kd_values)
+      else:
+        assert all(v > 0.0 for v in kd_values)
+
+
+def test_budget_ends_the_search_cleanly(tmp_path):
+  small = count_params("1@24", 10, 8, 1)
+  c = tiny_config(generator="constant", param_budget=small + small // 2,
+                  max_iterations=3)
+  model_dir = str(tmp_path / "run")
+  result = search.run_search(c, model_dir)
+  assert len(result.records) == 1
+  assert "no candidate fits the parameter budget" in result.ended
+  with open(os.path.join(model_dir, search.RECORDS_FILE)) as f:
+    saved = json.load(f)
+  assert saved["ended"] == result.ended and len(saved["iterations"]) == 1
+  # The ensemble found so far stays usable.
+  metrics = result.estimator.evaluate(
+      lambda: tf.data.Dataset.from_tensor_slices(
+          ({"image": np.zeros((4, 8, 8, 1), np.float32)},
+           np.zeros((4,), np.int64))).batch(4), steps=1)
+  assert metrics["iteration"] == 0
