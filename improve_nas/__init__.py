@@ -4,3 +4,7 @@
 from improve_nas import compat  # pylint: disable=unused-import
 
 __version__ = "0.1.0"
+
+from improve_nas.estimator import make_estimator  # pylint: disable=g-import-not-at-top
+
+__all__ = ["make_estimator", "__version__"]

@@ -29,6 +29,7 @@ def tiny_config(**overrides):
   c.eval_steps = 2
   c.evaluator_steps = 2
   c.save_summary_steps = 1
+  c.use_aux_head = False
   for k, v in overrides.items():
     c[k] = v
   return c
@@ -126,6 +127,14 @@ def test_search_grid(tmp_path, kd, generator, learn):
       kd_values = _scalars(os.path.join(
           model_dir, "subnetwork", f"t{r.iteration}_{x.name}"), "loss/kd")
       assert kd_values, f"no loss/kd summary for t{r.iteration}_{x.name}"
+      # Drop path follows the iteration's own step: no drop at its first
+      # step, then the keep probability falls (DESIGN: the TF 1 code never
+      # advanced it).
+      keep = _scalars(os.path.join(
+          model_dir, "subnetwork", f"t{r.iteration}_{x.name}"),
+                      "drop_path_keep_prob/last_cell")
+      assert len(keep) == STEPS and keep[0] == 1.0
+      assert all(b < a for a, b in zip(keep, keep[1:]))
       if kd == "none" or r.iteration == 0:
         assert all(v == 0.0 for v in kd_values)
       else:
@@ -135,7 +144,7 @@ def test_search_grid(tmp_path, kd, generator, learn):
 def test_budget_ends_the_search_cleanly(tmp_path):
   small = count_params("1@24", 10, 8, 1)
   c = tiny_config(generator="constant", param_budget=small + small // 2,
-                  max_iterations=3)
+                  max_iterations=3, use_aux_head=True)
   model_dir = str(tmp_path / "run")
   result = search.run_search(c, model_dir)
   assert len(result.records) == 1
@@ -143,6 +152,14 @@ def test_budget_ends_the_search_cleanly(tmp_path):
   with open(os.path.join(model_dir, search.RECORDS_FILE)) as f:
     saved = json.load(f)
   assert saved["ended"] == result.ended and len(saved["iterations"]) == 1
+  # The auxiliary-head loss is part of the training loss (the TF 1 code
+  # silently dropped it).
+  member_dir = os.path.join(model_dir, "subnetwork", "t0_nasnet_1x24")
+  aux = _scalars(member_dir, "loss/aux")
+  total = _scalars(member_dir, "loss/total")
+  label = _scalars(member_dir, "loss/label")
+  assert aux and all(v > 0 for v in aux)
+  assert all(t > l + a for t, l, a in zip(total, label, aux))
   # The ensemble found so far stays usable.
   metrics = result.estimator.evaluate(
       lambda: tf.data.Dataset.from_tensor_slices(

@@ -19,7 +19,7 @@ def get_config():
   c.random_flip = False      # mirrored digits are other digits
   c.cutout_size = 2
   c.max_iterations = 3
-  c.steps_per_iteration = 300
+  c.steps_per_iteration = 200
   c.batch_size = 32
   c.generator = "dynamic"
   c.initial_arch = "1@48"
