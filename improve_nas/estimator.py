@@ -98,6 +98,19 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
   return InputFns(train=train, eval=evaluation, selection=selection)
 
 
+def _session_config() -> tf.compat.v1.ConfigProto:
+  """Session options for adanet's many short-lived sessions.
+
+  adanet opens several sessions per iteration (training, bookkeeping,
+  selection, evaluation), each on a graph holding every candidate. Grappler
+  re-optimises that graph every time; on the towers we train its cost
+  outweighs what it saves (see bench/demo_search.py).
+  """
+  config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+  config.graph_options.rewrite_options.disable_meta_optimizer = True
+  return config
+
+
 def make_estimator(c: ml_collections.ConfigDict,
                    run_config: Optional[tf.estimator.RunConfig] = None,
                    model_dir: Optional[str] = None) -> adanet.Estimator:
@@ -122,6 +135,8 @@ def make_estimator(c: ml_collections.ConfigDict,
   if c.save_checkpoints_steps:
     overrides["save_checkpoints_steps"] = c.save_checkpoints_steps
   overrides["save_summary_steps"] = c.save_summary_steps
+  if run_config.session_config is None:
+    overrides["session_config"] = _session_config()
   run_config = run_config.replace(**overrides)
 
   builder = datasets.load_builder(c.dataset, c.data_dir or None)
