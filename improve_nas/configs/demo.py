@@ -4,9 +4,10 @@ Command (from the repository root, after `make install`):
 
     .venv/bin/improve-nas --model_dir=/tmp/improve_nas_demo
 
-Expected: about 3 minutes on 2 CPU cores; three iterations of a dynamic
-generator from 1@48 with adaptive knowledge distillation and learned mixture
-weights; the final ensemble reaches about 97% accuracy on the 360 test digits.
+Measured: 259 s on 2 CPU cores; three iterations of a dynamic generator from
+1@48 with adaptive knowledge distillation and learned mixture weights; the
+final ensemble reached 93.9% accuracy on the 360 test digits (97.8% with
+--config.steps_per_iteration=300, at about 1.5x the time).
 """
 
 from improve_nas.config import base_config
