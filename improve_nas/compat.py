@@ -49,5 +49,13 @@ def set_tf_verbosity(verbose: bool) -> None:
       tf.compat.v1.logging.INFO if verbose else tf.compat.v1.logging.ERROR)
 
 
+def _quiet_deprecations() -> None:
+  # adanet's import alone triggers TF deprecation notices (its TF 1 heads);
+  # they are noise for users and break one-line error output on stderr.
+  from tensorflow.python.util import deprecation  # pylint: disable=g-import-not-at-top
+  deprecation._PRINT_DEPRECATION_WARNINGS = False  # pylint: disable=protected-access
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 install()
+_quiet_deprecations()

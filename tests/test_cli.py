@@ -47,6 +47,14 @@ def test_unknown_config_field_exits_2(tmp_path):
   assert "no_such_field" in proc.stderr
 
 
+def test_missing_config_file_exits_2(tmp_path):
+  proc = _run("trainer.trainer", f"--config={tmp_path}/nope.py",
+              f"--model_dir={tmp_path}/run")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "nope.py" in lines[0]
+
+
 def test_foreign_model_dir_is_refused(tmp_path):
   (tmp_path / "notes.txt").write_text("mine")
   proc = _run("trainer.trainer", f"--model_dir={tmp_path}")

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 import improve_nas
+from trainer import cli
 from improve_nas.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -20,15 +21,7 @@ flags.DEFINE_integer("channels", 3, "Channels of the input image.")
 
 
 def _fail(message: str) -> None:
-  print(f"improve-nas-arch: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+  cli.fail("improve-nas-arch", message)
 
 
 def main(argv):
@@ -64,7 +57,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (improve-nas-arch)."""
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.flags_parser("improve-nas-arch"))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,13 @@ from absl import logging
 from ml_collections import config_flags
 
 import improve_nas
+from trainer import cli
 from improve_nas.errors import ConfigError
 
 _DEMO_CONFIG = os.path.join(os.path.dirname(improve_nas.__file__), "configs",
                             "demo.py")
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config", _DEMO_CONFIG, "An ml_collections config file, e.g. "
-    "improve_nas/configs/demo.py; override fields with --config.FIELD=VALUE.",
-    lock_config=True)
 flags.DEFINE_string("model_dir", "runs/demo",
                     "Where checkpoints, summaries and search.json go. An "
                     "existing search there with the same config is resumed.")
@@ -39,17 +36,7 @@ flags.DEFINE_bool("overwrite", False,
 
 
 def _fail(message: str) -> None:
-  print(f"improve-nas: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(f"{str(e).splitlines()[0]} (see --helpfull)")
-  except (ValueError, TypeError, OSError, KeyError) as e:
-    _fail(f"bad --config: {str(e).splitlines()[0] if str(e) else repr(e)}")
+  cli.fail("improve-nas", message)
 
 
 def main(argv):
@@ -66,7 +53,13 @@ def main(argv):
   if not verbose:  # adanet logs through absl at INFO.
     logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
-  c = FLAGS.config
+  try:
+    c = FLAGS.config
+    c.get("dataset")  # A config file that failed to load raises here.
+  except (OSError, AttributeError) as e:
+    reason = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
+    _fail(f"--config could not be loaded: {reason}; pass a config file such "
+          "as improve_nas/configs/demo.py")
   model_dir = FLAGS.model_dir
   try:
     config_lib.validate(c)
@@ -92,9 +85,25 @@ def main(argv):
         f"{os.path.join(model_dir, search.RECORDS_FILE)}")
 
 
+def _define_config_flag():
+  # ml_collections reads the config file and its --config.FIELD overrides
+  # from sys.argv as soon as the flag is defined.
+  try:
+    config_flags.DEFINE_config_file(
+        "config", _DEMO_CONFIG, "An ml_collections config file, e.g. "
+        "improve_nas/configs/demo.py; override fields with "
+        "--config.FIELD=VALUE.", lock_config=True)
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError,
+          OSError) as e:
+    text = str(e).splitlines()[0] if str(e) else repr(e)
+    _fail(f"bad --config or --config.FIELD override: {text} (the fields are "
+          "those of improve_nas/config.py:base_config)")
+
+
 def run():
   """Console-script entry point (improve-nas)."""
-  app.run(main, flags_parser=_parse_flags)
+  _define_config_flag()
+  app.run(main, flags_parser=cli.flags_parser("improve-nas"))
 
 
 if __name__ == "__main__":
