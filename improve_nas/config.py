@@ -26,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train_split = "train"
   c.eval_split = "test"
   c.random_flip = True
-  c.cutout_size = 16
+  c.cutout_size = 16            # Cutout side at 32x32, scaled; 0 = off
+  c.shuffle_buffer = 10_000     # training examples shuffled in memory
   # Search.
   c.max_iterations = 10
   c.steps_per_iteration = 1_000_000
@@ -74,6 +75,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     value = c[field]
     _require(isinstance(value, int) and value >= 0, field, value,
              "must be an integer >= 0 (0 means the default)")
+  _require(isinstance(c.shuffle_buffer, int) and c.shuffle_buffer > 0,
+           "shuffle_buffer", c.shuffle_buffer, "must be a positive integer")
   _require(c.save_summary_steps > 0, "save_summary_steps",
            c.save_summary_steps, "must be a positive integer")
   _require(c.generator in GENERATORS, "generator", c.generator,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Callable, List, Optional
 
 import adanet
@@ -52,20 +51,19 @@ class RecordingEvaluator(adanet.Evaluator):
 
 def resolve_image_size(c: ml_collections.ConfigDict,
                        info: datasets.DatasetInfo) -> int:
-  size = c.image_size or info.image_shape[0]
+  """The side images are resized to: config.image_size, else the native one."""
+  height, width, _ = info.image_shape
+  if not c.image_size and (height is None or height != width):
+    raise ConfigError(
+        f"config.image_size=0: dataset {info.name!r} has images of varying or "
+        f"non-square size {info.image_shape[:2]}; set --config.image_size to "
+        "a multiple of 4 such as 32 (images are resized)")
+  size = c.image_size or height
   if size % 4:
     raise ConfigError(
         f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
         "images; set --config.image_size to a multiple of 4 (they are resized)")
   return size
-
-
-def _check_split(split: str, field: str, info: datasets.DatasetInfo) -> None:
-  base = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
-  if base not in info.splits:
-    raise ConfigError(
-        f"config.{field}={split!r}: dataset {info.name!r} has splits "
-        f"{', '.join(info.splits)}")
 
 
 def _latest_global_step(model_dir: Optional[str]) -> int:
@@ -74,27 +72,28 @@ def _latest_global_step(model_dir: Optional[str]) -> int:
 
 
 def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
-              builder=None) -> InputFns:
+              source: Optional[datasets.Source] = None) -> InputFns:
   """Training, evaluation and selection input_fns for config `c`.
 
   Training input is shuffled and augmented with a seed that changes with the
   latest checkpoint in `model_dir`, so each adanet iteration sees a new order
   and a resumed run repeats what an uninterrupted one would have seen.
   """
-  builder = builder or datasets.load_builder(c.dataset, c.data_dir or None)
-  info = datasets.dataset_info(builder)
-  _check_split(c.train_split, "train_split", info)
-  _check_split(c.eval_split, "eval_split", info)
+  source = source or datasets.load_source(c.dataset, c.data_dir or None)
+  info = source.info
+  datasets.split_size(c.train_split, info, "train_split")
+  datasets.split_size(c.eval_split, info, "eval_split")
   size = resolve_image_size(c, info)
   common = dict(image_size=size, batch_size=c.batch_size,
-                random_flip=c.random_flip, cutout_size=c.cutout_size)
+                random_flip=c.random_flip, cutout_size=c.cutout_size,
+                shuffle_buffer=c.shuffle_buffer)
   train = make_input_fn(
-      builder, PipelineConfig(split=c.train_split, training=True, **common),
+      source, PipelineConfig(split=c.train_split, training=True, **common),
       seed_fn=lambda: c.seed + _latest_global_step(model_dir))
   evaluation = make_input_fn(
-      builder, PipelineConfig(split=c.eval_split, **common))
+      source, PipelineConfig(split=c.eval_split, **common))
   selection = make_input_fn(
-      builder, PipelineConfig(split=c.train_split, **common))
+      source, PipelineConfig(split=c.train_split, **common))
   return InputFns(train=train, eval=evaluation, selection=selection)
 
 
@@ -137,13 +136,18 @@ def make_estimator(c: ml_collections.ConfigDict,
   overrides["save_summary_steps"] = c.save_summary_steps
   if run_config.session_config is None:
     overrides["session_config"] = _session_config()
+  # adanet creates a training session several times per iteration, and each
+  # time the CheckpointSaverHook would print the whole graph as graph.pbtxt
+  # (a pure-Python text dump, seconds per call) and a .meta file per
+  # checkpoint. TensorBoard still gets the graph from the event files.
+  overrides["checkpoint_save_graph_def"] = False
   run_config = run_config.replace(**overrides)
 
-  builder = datasets.load_builder(c.dataset, c.data_dir or None)
-  info = datasets.dataset_info(builder)
+  source = datasets.load_source(c.dataset, c.data_dir or None)
+  info = source.info
   size = resolve_image_size(c, info)
   channels = info.image_shape[-1]
-  fns = input_fns(c, model_dir, builder)
+  fns = input_fns(c, model_dir, source)
 
   training = TrainingConfig(
       steps_per_iteration=c.steps_per_iteration,

@@ -98,6 +98,7 @@ class Cell(tf.keras.layers.Layer):
     return 1.0 - self.drop_scale * tf.clip_by_value(
         tf.cast(progress, tf.float32), 0.0, 1.0)
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None, progress=1.0):
     older, prev = inputs
     if self.older_proj is not None:
@@ -123,5 +124,6 @@ class _ReluFactorizedReduction(tf.keras.layers.Layer):
     super().__init__(**kwargs)
     self.reduce = ops.FactorizedReduction(filters, name="factorized")
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
     return self.reduce(tf.nn.relu(inputs), training=training)

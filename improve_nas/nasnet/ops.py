@@ -41,6 +41,7 @@ class DropPath(tf.keras.layers.Layer):
   Kept outputs are scaled by 1 / keep_prob; nothing happens in inference.
   """
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, keep_prob, training=None):
     if not training:
       return inputs
@@ -59,6 +60,7 @@ class ReluConvBn(tf.keras.layers.Layer):
     self.conv = conv1x1(filters, "conv", strides)
     self.bn = batch_norm("bn")
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
     return self.bn(self.conv(tf.nn.relu(inputs)), training=training)
 
@@ -82,6 +84,7 @@ class SepConvStack(tf.keras.layers.Layer):
           pointwise_initializer=kernel_initializer(), name=f"sep_{i}"))
       self.bns.append(batch_norm(f"bn_{i}"))
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
     net = inputs
     for conv, bn in zip(self.convs, self.bns):
@@ -101,6 +104,7 @@ class FactorizedReduction(tf.keras.layers.Layer):
     self.path2 = conv1x1(filters - filters // 2, "path2_conv")
     self.bn = batch_norm("bn")
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
     shifted = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
     paths = [self.path2(shifted[:, ::2, ::2, :])]
@@ -118,6 +122,7 @@ class _Pool(tf.keras.layers.Layer):
            tf.keras.layers.MaxPooling2D)
     self.pool = cls(3, strides=strides, padding="same", name="pool")
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
     del training
     return self.pool(inputs)

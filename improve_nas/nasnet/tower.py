@@ -114,6 +114,7 @@ class NasnetTower(tf.keras.layers.Layer):
     net = tf.nn.relu(self.aux_bn1(self.aux_conv1(net), training=training))
     return self.aux_dense(tf.reduce_mean(net, axis=[1, 2]))
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, images, training=None, progress=1.0) -> Dict[str, tf.Tensor]:
     net = self.stem_bn(self.stem_conv(images), training=training)
     older, prev = net, net
