@@ -32,6 +32,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/demo_search.py
+	$(PY) bench/input_pipeline.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

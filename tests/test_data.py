@@ -271,6 +271,13 @@ def test_crop_and_flip_vary_with_the_seed(size):
   # The same seed gives the same image; no flip unless asked for.
   again = augment(image, size, tf.constant([7, 3]), random_flip=True)
   np.testing.assert_array_equal(outputs[3], again.numpy())
+  # In a batch, every image draws its own crop and flip.
+  batch = augment(tf.stack([image] * 40), size, tf.constant([7, 0]),
+                  random_flip=True).numpy()
+  kinds = ["plain" if o.tobytes() in plain else
+           "flipped" if o.tobytes() in mirrored else "other" for o in batch]
+  assert "other" not in kinds and 10 < kinds.count("flipped") < 30
+  assert len({o.tobytes() for o in batch}) > 25
   unflipped = [augment(image, size, tf.constant([7, s]), random_flip=False)
                .numpy().tobytes() for s in range(20)]
   assert all(u in plain for u in unflipped)
@@ -289,6 +296,10 @@ def test_cutout_zeroes_exactly_one_square(size, side):
     assert (r1 - r0 + 1, c1 - c0 + 1) == (side, side)
     corners.add((r0, c0))
   assert len(corners) > 10
+  batch = cutout(tf.ones([20, size, size, 1]), side, tf.constant([1, 0]))
+  zeros = [np.argwhere(b[:, :, 0] == 0) for b in batch.numpy()]
+  assert all(len(z) == side * side for z in zeros)
+  assert len({tuple(z.min(axis=0)) for z in zeros}) > 5
 
 
 def test_preprocess_range_and_resize():

@@ -151,14 +151,15 @@ class CifarBinarySource(Source):
                             deterministic=True)
     else:
       ds = files.flat_map(records)
-    return ds.map(self._decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # Decoding a few hundred records at once costs less per record.
+    ds = ds.batch(256).map(self._decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.unbatch()
 
-  def _decode(self, record):
-    raw = tf.io.decode_raw(record, tf.uint8)
-    label = tf.cast(raw[self.variant.label_bytes - 1], tf.int64)
-    planes = tf.reshape(raw[self.variant.label_bytes:], [3, SIDE, SIDE])
-    image = tf.transpose(planes, [1, 2, 0])
-    image.set_shape([SIDE, SIDE, 3])
+  def _decode(self, records):
+    raw = tf.io.decode_raw(records, tf.uint8)  # [n, record_bytes]
+    label = tf.cast(raw[:, self.variant.label_bytes - 1], tf.int64)
+    planes = tf.reshape(raw[:, self.variant.label_bytes:], [-1, 3, SIDE, SIDE])
+    image = tf.transpose(planes, [0, 2, 3, 1])
     return {"image": image, "label": label}
 
 

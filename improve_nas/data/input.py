@@ -7,9 +7,9 @@ configured image size (at 16x16: pad 2, Cutout 8). Every image is normalised
 to [-1, 1] first, so padding and Cutout fill with 0, the middle of the range.
 Evaluation normalises only and is deterministic.
 
-Randomness is stateless: each training example draws its crop, flip and
-Cutout from its own seed, taken from a stream seeded by the input_fn's seed.
-The same seed gives the same batches; adanet calls the input_fn again every
+Randomness is stateless: each training batch is augmented with a seed from a
+stream seeded by the input_fn's seed, and each image in it draws its own crop,
+flip and Cutout. The same seed gives the same batches; adanet calls the input_fn again every
 iteration, and `make_input_fn`'s `seed_fn` gives each call its own seed.
 """
 
@@ -51,54 +51,77 @@ def scaled(pixels_at_32: int, image_size: int) -> int:
   return max(1, round(pixels_at_32 * image_size / REFERENCE_SIZE))
 
 
-def preprocess(image: tf.Tensor, image_size: int) -> tf.Tensor:
-  """uint8 image -> float32 in [-1, 1] at image_size x image_size."""
-  image = tf.cast(image, tf.float32) * (2.0 / 255.0) - 1.0
-  if image.shape[0] != image_size or image.shape[1] != image_size:
-    image = tf.image.resize(image, [image_size, image_size])
-    image = tf.clip_by_value(image, -1.0, 1.0)
-  return image
+def preprocess(images: tf.Tensor, image_size: int) -> tf.Tensor:
+  """uint8 image(s) [..., H, W, C] -> float32 in [-1, 1] at image_size^2."""
+  images = tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
+  if images.shape[-3] != image_size or images.shape[-2] != image_size:
+    images = tf.image.resize(images, [image_size, image_size])
+    images = tf.clip_by_value(images, -1.0, 1.0)
+  return images
 
 
-def cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-  """Zeroes one size x size square placed uniformly inside the image."""
-  height, width = image.shape[0], image.shape[1]
-  top = tf.random.stateless_uniform([], seed, minval=0,
+def _batched(fn):
+  """Lets a function of [B, H, W, C] images also take one [H, W, C] image."""
+
+  def wrapper(images, *args, **kwargs):
+    if images.shape.rank == 3:
+      return fn(images[None], *args, **kwargs)[0]
+    return fn(images, *args, **kwargs)
+
+  wrapper.__doc__ = fn.__doc__
+  return wrapper
+
+
+@_batched
+def cutout(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """Zeroes one size x size square, placed uniformly inside each image."""
+  batch = tf.shape(images)[0]
+  height, width = images.shape[1], images.shape[2]
+  top = tf.random.stateless_uniform([batch, 1], seed, minval=0,
                                     maxval=height - size + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], seed[::-1], minval=0,
+  left = tf.random.stateless_uniform([batch, 1], seed[::-1], minval=0,
                                      maxval=width - size + 1, dtype=tf.int32)
-  corner = tf.stack([top, left])
-  rows = tf.range(height)
-  cols = tf.range(width)
-  inside = ((rows[:, None] >= corner[0]) & (rows[:, None] < corner[0] + size)
-            & (cols[None, :] >= corner[1]) & (cols[None, :] < corner[1] + size))
-  return image * tf.cast(~inside, image.dtype)[:, :, None]
+  rows = tf.range(height)[None, :]
+  cols = tf.range(width)[None, :]
+  in_rows = (rows >= top) & (rows < top + size)     # [batch, height]
+  in_cols = (cols >= left) & (cols < left + size)   # [batch, width]
+  inside = in_rows[:, :, None] & in_cols[:, None, :]
+  return images * tf.cast(~inside, images.dtype)[..., None]
 
 
-def augment(image: tf.Tensor, image_size: int, seed: tf.Tensor,
+@_batched
+def augment(images: tf.Tensor, image_size: int, seed: tf.Tensor,
             random_flip: bool = True, cutout_size: int = 0) -> tf.Tensor:
-  """Pad + random crop, optional flip and Cutout of one normalised image.
+  """Pad + random crop, optional flip and Cutout, each image on its own.
 
   Args:
-    image: float32 [image_size, image_size, C] in [-1, 1].
-    image_size: the image's side.
-    seed: int32/int64 [2], this example's seed.
-    random_flip: flip left-right with probability 1/2.
+    images: float32 [B, image_size, image_size, C] (or one [H, W, C] image)
+      in [-1, 1].
+    image_size: the images' side.
+    seed: int32/int64 [2]; the same seed gives the same output.
+    random_flip: flip each image left-right with probability 1/2.
     cutout_size: Cutout side at 32x32 (scaled to image_size); 0 disables.
   """
   crop_seed, flip_seed, cutout_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
+  batch = tf.shape(images)[0]
   pad = scaled(PAD, image_size)
-  channels = image.shape[-1]
-  image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-  image = tf.image.stateless_random_crop(
-      image, [image_size, image_size, channels], seed=crop_seed)
+  padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+  offsets = tf.random.stateless_uniform(
+      [batch, 2], crop_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32)
+  window = tf.range(image_size)[None, :]
+  rows = offsets[:, :1] + window   # [batch, image_size]
+  cols = offsets[:, 1:] + window
+  images = tf.gather(padded, rows, axis=1, batch_dims=1)
+  images = tf.gather(images, cols, axis=2, batch_dims=1)
   if random_flip:
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    flip = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, [2]),
+                      images)
   side = min(scaled(cutout_size, image_size), image_size)
   if side:
-    image = cutout(image, side, cutout_seed)
-  return image
+    images = cutout(images, side, cutout_seed)
+  return images
 
 
 def make_input_fn(source, config: PipelineConfig,
@@ -123,22 +146,24 @@ def make_input_fn(source, config: PipelineConfig,
                   num_parallel_calls=tf.data.AUTOTUNE)
       return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
-    # Shuffle the small uint8 images, before they become float32.
+    # Shuffle the small uint8 images, before they become float32, then
+    # augment whole batches at once (each image still draws its own crop,
+    # flip and Cutout).
     ds = ds.shuffle(config.shuffle_buffer, seed=seed,
                     reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(config.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, seeds))
 
-    def train_example(example, example_seed):
-      image, label = example
-      image = augment(preprocess(image, config.image_size),
-                      config.image_size, example_seed,
-                      random_flip=config.random_flip,
-                      cutout_size=config.cutout_size)
-      return {IMAGE_KEY: image}, label
+    def train_batch(batch, batch_seed):
+      images, labels = batch
+      images = augment(preprocess(images, config.image_size),
+                       config.image_size, batch_seed,
+                       random_flip=config.random_flip,
+                       cutout_size=config.cutout_size)
+      return {IMAGE_KEY: images}, labels
 
-    ds = ds.map(train_example, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(config.batch_size, drop_remainder=True)
+    ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
   return input_fn
