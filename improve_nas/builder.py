@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Dict
 
 import adanet
@@ -14,9 +15,23 @@ from improve_nas import optimizers
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
-__all__ = ["TrainingConfig", "NasnetBuilder", "IMAGE_KEY"]
+__all__ = ["TrainingConfig", "NasnetBuilder", "IMAGE_KEY", "LOSS_COLLECTION",
+           "IMAGE_COLLECTION", "candidate_name", "batch_accuracy"]
 
 IMAGE_KEY = "image"
+# Graph collection holding each training candidate's total loss, for progress
+# reporting (see improve_nas.progress).
+LOSS_COLLECTION = "improve_nas_candidate_losses"
+# Graph collection holding PNG-encoded augmented training images.
+IMAGE_COLLECTION = "improve_nas_augmented_images"
+# Augmented training images shown in TensorBoard, per candidate.
+_SUMMARY_IMAGES = 3
+
+
+def candidate_name(tensor: tf.Tensor) -> str:
+  """The candidate ("nasnet_1x24") a tensor of the adanet graph belongs to."""
+  match = re.search(r"subnetwork_t\d+_(nasnet_\w+?)/", tensor.name)
+  return match.group(1) if match else tensor.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +108,7 @@ class NasnetBuilder(adanet.subnetwork.Builder):
           cfg.knowledge_distillation, previous_ensemble)
       summary.scalar("drop_path_keep_prob/last_cell",
                      tower.keep_probs(progress)[-1])
+      _summarize_images(images)
     return adanet.subnetwork.Subnetwork(
         last_layer=outputs["last_layer"],
         logits=outputs["logits"],
@@ -139,6 +155,36 @@ class NasnetBuilder(adanet.subnetwork.Builder):
       summary.scalar(f"loss/{name}", value)
     summary.scalar("loss/total", total)
     summary.scalar("learning_rate", learning_rate)
+    summary.scalar("accuracy", batch_accuracy(subnetwork.logits, labels))
+    tf.compat.v1.add_to_collection(LOSS_COLLECTION, total)
     return optimizers.momentum_train_op(
         total, tower.trainable_weights, learning_rate, cfg.momentum,
         clip_norm=cfg.clip_gradients, dependencies=tower.updates)
+
+
+def _summarize_images(images: tf.Tensor) -> None:
+  """Puts a few augmented training images, PNG-encoded and as pixels, in
+  IMAGE_COLLECTION once per graph (all candidates see the same batch); `ImageSummaryHook`
+  writes them to TensorBoard.
+
+  Not adanet's scoped `summary.image`: its TF 2 image op leaves an unused
+  Assert that TensorFlow reports as an error on every graph build, and adanet
+  replaces the Estimator's own summary op with an empty one.
+  """
+  graph = tf.compat.v1.get_default_graph()
+  if graph.get_collection(IMAGE_COLLECTION):
+    return
+  with graph.name_scope(None), tf.name_scope("augmented_images"):
+    pixels = tf.cast(tf.round((images[:_SUMMARY_IMAGES] + 1.0) * 127.5),
+                     tf.uint8)
+    encoded = tf.map_fn(tf.io.encode_png, pixels,
+                        fn_output_signature=tf.string)
+  graph.add_to_collection(IMAGE_COLLECTION, encoded)
+  graph.add_to_collection(IMAGE_COLLECTION, pixels)
+
+
+def batch_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+  """Share of the batch whose arg-max logit is the label."""
+  predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
+  return tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))

@@ -13,6 +13,7 @@ import adanet
 import tensorflow as tf
 
 from improve_nas import optimizers
+from improve_nas.builder import batch_accuracy
 
 __all__ = ["MixtureWeightEnsembler"]
 
@@ -37,13 +38,15 @@ class MixtureWeightEnsembler(adanet.ensemble.ComplexityRegularizedEnsembler):
 
   def build_train_op(self, ensemble, loss, var_list, labels, iteration_step,
                      summary, previous_ensemble):
-    del labels, previous_ensemble
+    del previous_ensemble
     for i, weighted in enumerate(ensemble.weighted_subnetworks):
       summary.scalar(f"mixture_weight/{i}", weighted.weight)
+    summary.scalar("accuracy", batch_accuracy(ensemble.logits, labels))
     if not self._learn or not var_list:
       return tf.no_op()
     learning_rate = optimizers.cosine_learning_rate(
         self._learning_rate, iteration_step, self._steps)
+    summary.scalar("learning_rate", learning_rate)
     return optimizers.momentum_train_op(
         loss, var_list, learning_rate, self._momentum,
         name="mixture_momentum")

@@ -13,14 +13,18 @@ import tensorflow as tf
 from improve_nas import config as config_lib
 from improve_nas.builder import NasnetBuilder, TrainingConfig
 from improve_nas.data import datasets
-from improve_nas.data.input import PipelineConfig, make_input_fn
+from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
 from improve_nas.ensemble import MixtureWeightEnsembler
 from improve_nas.errors import ConfigError
 from improve_nas.generators import make_generator
 from improve_nas.nasnet.counting import count_params
 
-__all__ = ["InputFns", "RecordingEvaluator", "make_estimator", "input_fns",
-           "resolve_image_size"]
+__all__ = ["InputFns", "RecordingEvaluator", "ServingHead", "make_estimator",
+           "input_fns", "resolve_image_size", "serving_input_receiver_fn",
+           "export_saved_model", "SERVING_KEY"]
+
+# The name of the serving signature's input: raw uint8 images.
+SERVING_KEY = "image"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,29 @@ def resolve_image_size(c: ml_collections.ConfigDict,
         f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
         "images; set --config.image_size to a multiple of 4 (they are resized)")
   return size
+
+
+class ServingHead(tf.estimator.MultiClassHead):
+  """MultiClassHead whose default serving signature suits raw images.
+
+  The stock head makes `serving_default` a classification signature, which
+  needs serialized tf.Example strings; with our uint8 image input TensorFlow
+  would drop it. Ours maps the same inputs to `class_ids` [batch] (int64) and
+  `probabilities` [batch, classes]; the stock `predict` signature (logits,
+  class names too) stays.
+  """
+
+  def create_estimator_spec(self, *args, **kwargs):
+    spec = super().create_estimator_spec(*args, **kwargs)
+    if spec.mode != tf.estimator.ModeKeys.PREDICT or not spec.export_outputs:
+      return spec
+    outputs = dict(spec.export_outputs)
+    outputs.pop("classification", None)  # needs string input; dropped anyway
+    key = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+    outputs[key] = tf.estimator.export.PredictOutput({
+        "class_ids": tf.reshape(spec.predictions["class_ids"], [-1]),
+        "probabilities": spec.predictions["probabilities"]})
+    return spec._replace(export_outputs=outputs)
 
 
 def _latest_global_step(model_dir: Optional[str]) -> int:
@@ -176,7 +203,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
       momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
   estimator = adanet.Estimator(
-      head=tf.estimator.MultiClassHead(info.num_classes),
+      head=ServingHead(info.num_classes),
       subnetwork_generator=generator,
       max_iteration_steps=c.steps_per_iteration,
       ensemblers=[ensembler],
@@ -184,7 +211,51 @@ def make_estimator(c: ml_collections.ConfigDict,
       evaluator=RecordingEvaluator(fns.selection,
                                    steps=c.evaluator_steps or None),
       force_grow=True,
+      # Per-candidate signatures of the last iteration only would confuse
+      # users of the exported model; it serves the ensemble.
+      export_subnetwork_logits=False,
+      export_subnetwork_last_layer=False,
       max_iterations=c.max_iterations,
       model_dir=model_dir,
       config=run_config)
   return estimator
+
+
+def serving_input_receiver_fn(c: ml_collections.ConfigDict,
+                              info: datasets.DatasetInfo) -> Callable:
+  """Serving input: uint8 images of the dataset's shape, preprocessed as in
+  evaluation (resized to the search's image size, scaled to [-1, 1])."""
+  size = resolve_image_size(c, info)
+
+  def receiver_fn():
+    raw = tf.compat.v1.placeholder(tf.uint8, [None, *info.image_shape],
+                                   name=SERVING_KEY)
+    features = {"image": preprocess(raw, size)}
+    return tf.estimator.export.ServingInputReceiver(features,
+                                                    {SERVING_KEY: raw})
+
+  return receiver_fn
+
+
+def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
+                       export_dir: Optional[str] = None,
+                       estimator: Optional[adanet.Estimator] = None) -> str:
+  """Exports the latest ensemble in `model_dir` as a SavedModel.
+
+  The `serving_default` signature takes `image`: uint8 [batch, H, W, C] of
+  the dataset's shape and returns `class_ids` and `probabilities`. Returns
+  the new SavedModel's directory (a timestamped folder in `export_dir`,
+  default MODEL_DIR/export).
+
+  Raises:
+    ConfigError: `model_dir` holds no checkpoint.
+  """
+  if not tf.train.latest_checkpoint(model_dir):
+    raise ConfigError(f"model_dir {model_dir!r} holds no checkpoint to "
+                      "export; run a search there first")
+  estimator = estimator or make_estimator(c, model_dir=model_dir)
+  info = datasets.load_source(c.dataset, c.data_dir or None).info
+  export_dir = export_dir or os.path.join(model_dir, "export")
+  path = estimator.export_saved_model(export_dir,
+                                      serving_input_receiver_fn(c, info))
+  return path.decode() if isinstance(path, bytes) else path

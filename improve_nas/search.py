@@ -3,9 +3,12 @@
 `run_search` drives the adanet.Estimator of `estimator.make_estimator`: it
 trains one iteration, evaluates the chosen ensemble on the eval split, and
 appends one `IterationRecord` (every candidate with its parameters and
-selection loss, the chosen one, the ensemble's size and test accuracy) to
-`MODEL_DIR/search.json`. Re-running on the same model_dir resumes: finished
-iterations return at once from the checkpoint.
+selection loss, the chosen one, the ensemble's members, mixture weights, size
+and eval metrics, the iteration's wall time and steps/second) to
+`MODEL_DIR/search.json`, and a text summary of the chosen architecture plus a
+few per-iteration scalars to the TensorBoard run `MODEL_DIR/search`.
+Re-running on the same model_dir resumes: finished iterations return at once
+from the checkpoint and keep their records.
 """
 
 from __future__ import annotations
@@ -14,20 +17,23 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import ml_collections
 import tensorflow as tf
 
 from improve_nas import config as config_lib
 from improve_nas.errors import ConfigError, SearchEnded
-from improve_nas.estimator import input_fns, make_estimator
+from improve_nas.estimator import export_saved_model, input_fns, make_estimator
+from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 
 __all__ = ["CandidateRecord", "IterationRecord", "SearchResult", "run_search",
-           "load_records", "RECORDS_FILE", "CONFIG_FILE", "check_model_dir"]
+           "load_records", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
+           "check_model_dir"]
 
 RECORDS_FILE = "search.json"
 CONFIG_FILE = "config.json"
+SUMMARY_DIR = "search"   # TensorBoard run with the per-iteration summaries
 
 
 @dataclasses.dataclass
@@ -49,7 +55,11 @@ class IterationRecord:
   test_accuracy: float
   test_loss: float
   global_step: int
-  seconds: float
+  seconds: float                  # wall time: training, selection, evaluation
+  mixture_weights: List[float] = dataclasses.field(default_factory=list)
+  eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
+  train_seconds: float = 0.0      # estimator.train, bookkeeping included
+  steps_per_second: float = 0.0   # this iteration's steps / train_seconds
 
   @classmethod
   def from_dict(cls, d: dict) -> "IterationRecord":
@@ -63,6 +73,7 @@ class SearchResult:
   records: List[IterationRecord]
   ended: Optional[str] = None     # why the search stopped early, if it did
   estimator: object = None
+  export_path: Optional[str] = None  # the SavedModel, when exported
 
 
 def load_records(model_dir: str) -> List[IterationRecord]:
@@ -117,11 +128,17 @@ def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
 def run_search(c: ml_collections.ConfigDict, model_dir: str,
                run_config: Optional[tf.estimator.RunConfig] = None,
                on_iteration: Optional[Callable[[IterationRecord], None]] = None,
-               overwrite: bool = False) -> SearchResult:
+               overwrite: bool = False,
+               on_progress: Optional[Callable[[Progress], None]] = None,
+               progress_secs: float = 10.0,
+               export: bool = False) -> SearchResult:
   """Runs (or resumes) the search of config `c` in `model_dir`.
 
   With `overwrite`, an existing model_dir is deleted once the config is known
   to be good; otherwise a search there with the same config is resumed.
+  `on_iteration` gets each new IterationRecord; `on_progress` gets a
+  `Progress` about every `progress_secs` seconds of training. With `export`,
+  the final ensemble is exported as a SavedModel to MODEL_DIR/export.
 
   Raises:
     ConfigError: a bad config, or a model_dir holding another search.
@@ -142,26 +159,85 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   records: List[IterationRecord] = []
   ended = None
   steps = c.steps_per_iteration
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
   for t in range(c.max_iterations):
     start = time.time()
+    first_step = _latest_step(model_dir)
+    hooks = [ImageSummaryHook(model_dir, c.save_summary_steps)]
+    if on_progress and t not in done:
+      hooks.append(ProgressHook(t, c.max_iterations, steps, c.batch_size,
+                                on_progress, every_secs=progress_secs))
     try:
-      estimator.train(fns.train, max_steps=(t + 1) * steps)
+      estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
     except SearchEnded as e:
       ended = str(e)
       break
     if t in done:
       records.append(done[t])
       continue
+    train_seconds = time.time() - start
+    trained = (t + 1) * steps - max(first_step, t * steps)
     evaluator.last_values = []  # adanet skips it when one candidate remains
     metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
                                  name="test")
-    records.append(_record(t, metrics, generator, evaluator,
-                           time.time() - start, records))
+    record = _record(t, metrics, generator, evaluator, time.time() - start,
+                     records)
+    record.train_seconds = round(train_seconds, 1)
+    record.steps_per_second = round(trained / max(train_seconds, 1e-9), 2)
+    record.mixture_weights = _mixture_weights(
+        model_dir, t, f"t{t}_{record.chosen}_grow_"
+        f"{'learned' if c.learn_mixture_weights else 'uniform'}")
+    records.append(record)
     _write_records(model_dir, records, ended)
+    _summarize(writer, record)
     if on_iteration:
       on_iteration(records[-1])
   _write_records(model_dir, records, ended)
-  return SearchResult(records=records, ended=ended, estimator=estimator)
+  writer.close()
+  export_path = None
+  if export and records:
+    export_path = export_saved_model(c, model_dir, estimator=estimator)
+  return SearchResult(records=records, ended=ended, estimator=estimator,
+                      export_path=export_path)
+
+
+def _latest_step(model_dir: str) -> int:
+  path = tf.train.latest_checkpoint(model_dir)
+  return int(path.rsplit("-", 1)[-1]) if path else 0
+
+
+def _mixture_weights(model_dir: str, t: int, ensemble: str) -> List[float]:
+  """The chosen ensemble's mixture weights, one per member, from the latest
+  checkpoint."""
+  reader = tf.train.load_checkpoint(model_dir)
+  prefix = f"adanet/iteration_{t}/ensemble_{ensemble}/"
+  names = [n for n in reader.get_variable_to_shape_map()
+           if n.startswith(prefix) and n.endswith("logits/mixture_weight")]
+  # weighted_subnetwork_0, _1, ...: sort by the member's index.
+  names.sort(key=lambda n: int(n.split("weighted_subnetwork_")[1]
+                               .split("/")[0]))
+  return [round(float(reader.get_tensor(n)), 6) for n in names]
+
+
+def _summarize(writer, r: "IterationRecord") -> None:
+  """The chosen architecture (text) and per-iteration scalars, for
+  TensorBoard, at the iteration's last global step."""
+  rows = "\n".join(f"| {i} | {arch} | {w:.4f} |" for i, (arch, w) in
+                   enumerate(zip(r.ensemble_archs, r.mixture_weights or
+                                 [float("nan")] * len(r.ensemble_archs))))
+  text = (f"**Iteration {r.iteration}**: chose {r.chosen} "
+          f"({next(x.arch for x in r.candidates if x.name == r.chosen)}) of "
+          f"{', '.join(x.arch for x in r.candidates)}; ensemble of "
+          f"{r.ensemble_params:,} parameters, test accuracy "
+          f"{r.test_accuracy:.4f}\n\n| member | architecture | mixture "
+          f"weight |\n|---|---|---|\n{rows}")
+  with writer.as_default(step=r.global_step):
+    tf.summary.text("architecture", text)
+    tf.summary.scalar("ensemble/test_accuracy", r.test_accuracy)
+    tf.summary.scalar("ensemble/params", float(r.ensemble_params))
+    tf.summary.scalar("iteration/steps_per_second", r.steps_per_second)
+    tf.summary.scalar("iteration/seconds", r.seconds)
+  writer.flush()
 
 
 def _record(t, metrics, generator, evaluator, seconds,
@@ -185,4 +261,6 @@ def _record(t, metrics, generator, evaluator, seconds,
       ensemble_archs=members, ensemble_params=params,
       test_accuracy=float(metrics["accuracy"]),
       test_loss=float(metrics["average_loss"]),
+      eval_metrics={k: round(float(v), 6) for k, v in metrics.items()
+                    if k in ("accuracy", "average_loss", "loss")},
       global_step=int(metrics["global_step"]), seconds=round(seconds, 1))

@@ -33,6 +33,16 @@ flags.DEFINE_string("model_dir", "runs/demo",
                     "existing search there with the same config is resumed.")
 flags.DEFINE_bool("overwrite", False,
                   "Delete model_dir first (after the config is validated).")
+flags.DEFINE_bool("export", True,
+                  "At the end, export the final ensemble as a SavedModel to "
+                  "MODEL_DIR/export (raw uint8 images in, class ids and "
+                  "probabilities out).")
+flags.DEFINE_bool("export_only", False,
+                  "Do not train: export the latest ensemble of an existing "
+                  "--model_dir (with its saved config) and exit.")
+flags.DEFINE_float("progress_secs", 10.0,
+                   "Seconds between progress lines during training; 0 turns "
+                   "them off.")
 
 
 def _fail(message: str) -> None:
@@ -44,6 +54,7 @@ def main(argv):
     _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
   # pylint: disable=g-import-not-at-top
   from improve_nas import config as config_lib
+  from improve_nas import progress
   from improve_nas import report
   from improve_nas import search
   import tensorflow_datasets as tfds
@@ -65,24 +76,58 @@ def main(argv):
     config_lib.validate(c)
     if not model_dir:
       raise ConfigError("--model_dir is empty: give a directory for the run")
+    if FLAGS.export_only:
+      _export_only(model_dir)
+      return
+    if FLAGS.progress_secs < 0:
+      raise ConfigError(f"--progress_secs={FLAGS.progress_secs}: must be >= 0 "
+                        "(0 turns progress lines off)")
     print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
           f"{c.max_iterations} iterations of {c.steps_per_iteration} steps, "
           f"model_dir={model_dir}", flush=True)
     start = time.time()
 
-    def progress(r):
-      print(f"  iteration {r.iteration}: chose {r.chosen} of "
-            f"{len(r.candidates)}; ensemble test accuracy "
-            f"{r.test_accuracy:.4f} ({r.seconds:.0f}s)", flush=True)
+    def iteration_done(r):
+      print(f"  iteration {r.iteration + 1}/{c.max_iterations}: chose "
+            f"{r.chosen} of {len(r.candidates)}; ensemble test accuracy "
+            f"{r.test_accuracy:.4f} ({r.seconds:.0f}s, "
+            f"{r.steps_per_second:.2f} steps/s)", flush=True)
 
-    result = search.run_search(c, model_dir, on_iteration=progress,
-                               overwrite=FLAGS.overwrite)
+    def show(p):
+      print(progress.format_progress(p), flush=True)
+
+    result = search.run_search(
+        c, model_dir, on_iteration=iteration_done, overwrite=FLAGS.overwrite,
+        on_progress=show if FLAGS.progress_secs > 0 else None,
+        progress_secs=FLAGS.progress_secs, export=FLAGS.export)
   except ConfigError as e:
     _fail(str(e))
   print()
   print(report.format_table(result.records, result.ended))
   print(f"\ntotal {time.time() - start:.0f}s; records in "
         f"{os.path.join(model_dir, search.RECORDS_FILE)}")
+  if result.export_path:
+    print(f"SavedModel: {result.export_path}")
+
+
+def _export_only(model_dir: str) -> None:
+  """--export_only: the SavedModel of an existing search, with its config."""
+  # pylint: disable=g-import-not-at-top
+  import json
+  import ml_collections
+  from improve_nas import config as config_lib
+  from improve_nas import estimator as estimator_lib
+  from improve_nas import search
+  # pylint: enable=g-import-not-at-top
+  path = os.path.join(model_dir, search.CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise ConfigError(f"--model_dir={model_dir!r} holds no {search.CONFIG_FILE}"
+                      "; --export_only needs the model_dir of a search")
+  with open(path) as f:
+    saved = config_lib.base_config()
+    saved.update(ml_collections.ConfigDict(json.load(f)))
+  print(f"SavedModel: "
+        f"{estimator_lib.export_saved_model(saved, model_dir)}")
 
 
 def _define_config_flag():

@@ -1,0 +1,186 @@
+"""Progress of a running search: step, speed, loss and time left.
+
+`ProgressHook` is a SessionRunHook for one iteration's `estimator.train`
+call. Every `every_secs` it hands a `Progress` to a callback (the command line
+prints it; the library itself never prints). Speed and the ETAs are measured
+from the end of a warm-up (the first steps of a session run graph
+optimisation and fill the input pipeline), so they do not start pessimistic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Dict, Optional
+
+import tensorflow as tf
+
+from improve_nas.builder import (IMAGE_COLLECTION, LOSS_COLLECTION,
+                                 candidate_name)
+
+__all__ = ["Progress", "ProgressHook", "ImageSummaryHook", "IMAGE_TAG",
+           "format_progress", "format_seconds"]
+
+IMAGE_TAG = "augmented_images"
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  iteration: int                 # 0-based
+  iterations: int                # config.max_iterations
+  step: int                      # steps done in this iteration
+  steps: int                     # steps per iteration
+  examples_per_second: Optional[float]  # None while warming up
+  losses: Dict[str, float]       # each training candidate's total loss
+  eta_iteration: Optional[float]  # seconds; None while warming up
+  eta_search: Optional[float]
+
+
+class ProgressHook(tf.compat.v1.train.SessionRunHook):
+  """Reports progress of iteration `iteration` every `every_secs` seconds."""
+
+  def __init__(self, iteration: int, iterations: int, steps: int,
+               batch_size: int, callback: Callable[[Progress], None],
+               every_secs: float = 10.0, warmup_steps: Optional[int] = None,
+               clock: Callable[[], float] = time.monotonic):
+    self._iteration = iteration
+    self._iterations = iterations
+    self._steps = steps
+    self._batch_size = batch_size
+    self._callback = callback
+    self._every_secs = every_secs
+    self._warmup = (warmup_steps if warmup_steps is not None
+                    else max(2, min(20, steps // 10)))
+    self._clock = clock
+    self._first_step = None   # iteration step when this session started
+    self._step = None         # the last step seen
+    self._mark = None         # (iteration step, time) at the end of warm-up
+    self._last_report = None
+
+  def begin(self):
+    self._global_step = tf.compat.v1.train.get_global_step()
+    self._losses = {candidate_name(t): t
+                    for t in tf.compat.v1.get_collection(LOSS_COLLECTION)}
+
+  def after_create_session(self, session, coord):
+    del session, coord
+    self._last_report = self._clock()
+
+  def _due(self) -> bool:
+    last_step = self._step is not None and self._step + 1 >= self._steps
+    return last_step or self._clock() - self._last_report >= self._every_secs
+
+  def before_run(self, run_context):
+    fetches = {"step": self._global_step}
+    if self._due() and self._losses:
+      fetches["losses"] = self._losses
+    return tf.compat.v1.train.SessionRunArgs(fetches)
+
+  def after_run(self, run_context, run_values):
+    results = run_values.results
+    # The global step as read before this step's update, in iteration terms.
+    step = int(results["step"]) - self._iteration * self._steps + 1
+    now = self._clock()
+    self._step = step
+    if self._first_step is None:
+      self._first_step = step - 1
+    if self._mark is None and step - self._first_step >= self._warmup:
+      self._mark = (step, now)
+    if "losses" not in results:
+      return
+    self._last_report = now
+    rate = None
+    if self._mark is not None and step > self._mark[0]:
+      rate = (step - self._mark[0]) / max(now - self._mark[1], 1e-9)
+    left = max(self._steps - step, 0)
+    eta_iteration = left / rate if rate else None
+    eta_search = None
+    if rate:
+      later = self._iterations - self._iteration - 1
+      eta_search = eta_iteration + later * self._steps / rate
+    self._callback(Progress(
+        iteration=self._iteration, iterations=self._iterations, step=step,
+        steps=self._steps,
+        examples_per_second=rate * self._batch_size if rate else None,
+        losses={k: float(v) for k, v in results["losses"].items()},
+        eta_iteration=eta_iteration, eta_search=eta_search))
+
+
+class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
+  """Writes the augmented training images of IMAGE_COLLECTION to the
+  TensorBoard run `logdir` at the first step of each session and then every
+  `every_steps` global steps."""
+
+  def __init__(self, logdir: str, every_steps: int):
+    self._logdir = logdir
+    self._every_steps = max(1, every_steps)
+    self._writer = None
+    self._encoded = None
+
+  def begin(self):
+    self._global_step = tf.compat.v1.train.get_global_step()
+    found = tf.compat.v1.get_collection(IMAGE_COLLECTION)
+    if found:
+      self._encoded, pixels = found[0], found[1]
+      self._height, self._width, self._channels = pixels.shape[1:]
+      self._next = None
+
+  def before_run(self, run_context):
+    if self._encoded is None:
+      return None
+    fetches = {"step": self._global_step}
+    if self._next is None or self._next <= 0:
+      fetches["images"] = self._encoded
+    return tf.compat.v1.train.SessionRunArgs(fetches)
+
+  def after_run(self, run_context, run_values):
+    if self._encoded is None:
+      return
+    results = run_values.results
+    step = int(results["step"]) + 1
+    self._next = self._every_steps - step % self._every_steps
+    if "images" not in results:
+      return
+    if self._writer is None:
+      self._writer = tf.compat.v1.summary.FileWriter(self._logdir)
+    summary = tf.compat.v1.Summary(value=[
+        tf.compat.v1.Summary.Value(
+            tag=f"{IMAGE_TAG}/image/{i}",
+            image=tf.compat.v1.Summary.Image(
+                height=self._height, width=self._width,
+                colorspace=self._channels, encoded_image_string=png))
+        for i, png in enumerate(results["images"])])
+    self._writer.add_summary(summary, step)
+
+  def end(self, session):
+    del session
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+  """3725 -> '1h02m', 125 -> '2m05s', None -> '?'."""
+  if seconds is None:
+    return "?"
+  seconds = int(round(seconds))
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  if seconds >= 60:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds}s"
+
+
+def format_progress(p: Progress) -> str:
+  """One console line, e.g. 'iteration 2/10  step 300/1000  410 ex/s ...'."""
+  if len(p.losses) == 1:
+    loss = f"loss {next(iter(p.losses.values())):.4f}"
+  else:
+    loss = "loss " + " ".join(f"{k}={v:.4f}" for k, v in sorted(
+        p.losses.items()))
+  speed = ("warming up" if p.examples_per_second is None
+           else f"{p.examples_per_second:,.0f} ex/s")
+  return (f"  iteration {p.iteration + 1}/{p.iterations}  step {p.step}/"
+          f"{p.steps}  {speed}  {loss}  ETA iteration "
+          f"{format_seconds(p.eta_iteration)}, search "
+          f"{format_seconds(p.eta_search)}")
