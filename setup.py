@@ -42,6 +42,7 @@ setup(
         "console_scripts": [
             "improve-nas=trainer.trainer:run",
             "improve-nas-arch=trainer.arch:run",
+            "improve-nas-report=trainer.report:run",
         ],
     },
 )

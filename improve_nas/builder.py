@@ -16,7 +16,8 @@ from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
 __all__ = ["TrainingConfig", "NasnetBuilder", "IMAGE_KEY", "LOSS_COLLECTION",
-           "IMAGE_COLLECTION", "candidate_name", "batch_accuracy"]
+           "IMAGE_COLLECTION", "candidate_name", "candidate_iteration",
+           "batch_accuracy"]
 
 IMAGE_KEY = "image"
 # Graph collection holding each training candidate's total loss, for progress
@@ -32,6 +33,12 @@ def candidate_name(tensor: tf.Tensor) -> str:
   """The candidate ("nasnet_1x24") a tensor of the adanet graph belongs to."""
   match = re.search(r"subnetwork_t\d+_(nasnet_\w+?)/", tensor.name)
   return match.group(1) if match else tensor.name
+
+
+def candidate_iteration(tensor: tf.Tensor) -> int:
+  """The adanet iteration of a candidate's tensor (-1 when not one)."""
+  match = re.search(r"subnetwork_t(\d+)_nasnet_", tensor.name)
+  return int(match.group(1)) if match else -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +171,8 @@ class NasnetBuilder(adanet.subnetwork.Builder):
 
 def _summarize_images(images: tf.Tensor) -> None:
   """Puts a few augmented training images, PNG-encoded and as pixels, in
-  IMAGE_COLLECTION once per graph (all candidates see the same batch); `ImageSummaryHook`
-  writes them to TensorBoard.
+  IMAGE_COLLECTION once per graph (all candidates see the same batch);
+  `ImageSummaryHook` writes them to TensorBoard.
 
   Not adanet's scoped `summary.image`: its TF 2 image op leaves an unused
   Assert that TensorFlow reports as an error on every graph build, and adanet

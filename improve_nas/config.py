@@ -13,7 +13,7 @@ from improve_nas.errors import ConfigError
 from improve_nas.generators import GENERATORS
 from improve_nas.nasnet.arch import ArchSpec
 
-__all__ = ["base_config", "validate"]
+__all__ = ["base_config", "validate", "apply_quick"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -56,7 +56,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 42
   c.save_checkpoints_steps = 0  # 0 = once per iteration
   c.save_summary_steps = 100
+  # True: shrink to a smoke run (see apply_quick); the other fields keep
+  # saying which experiment it is.
+  c.quick = False
   return c
+
+
+# What quick mode sets: a few steps of tiny towers on 8x8 images.
+_QUICK = dict(image_size=8, initial_arch="1@24", width_increment=24,
+              depth_increment=1, steps_per_iteration=3, batch_size=8,
+              eval_steps=1, evaluator_steps=1, shuffle_buffer=256,
+              save_summary_steps=3, save_checkpoints_steps=0)
+_QUICK_BUDGET = 1_000_000
+
+
+def apply_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`c` itself, or with quick=True a copy shrunk to a smoke run: a few steps
+  of 1@24 towers (or 1@24 + deeper/wider by 24 filters) on 8x8 images, at
+  most two iterations; generator, KD mode, mixture weights, aux head and
+  dataset stay as configured. A parameter budget stays on, at 1M parameters
+  (room for the tiny towers)."""
+  if not c.get("quick", False):
+    return c
+  quick = ml_collections.ConfigDict(c.to_dict())
+  if quick.param_budget:  # still checked, sized for the tiny towers
+    quick.param_budget = _QUICK_BUDGET
+  for key, value in _QUICK.items():
+    quick[key] = value
+  quick.max_iterations = min(c.max_iterations, 2)
+  return quick
 
 
 def _require(condition: bool, field: str, value, fix: str) -> None:
@@ -77,6 +105,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
              "must be an integer >= 0 (0 means the default)")
   _require(isinstance(c.shuffle_buffer, int) and c.shuffle_buffer > 0,
            "shuffle_buffer", c.shuffle_buffer, "must be a positive integer")
+  _require(isinstance(c.get("quick", False), bool), "quick", c.get("quick"),
+           "must be True or False")
   _require(c.save_summary_steps > 0, "save_summary_steps",
            c.save_summary_steps, "must be a positive integer")
   _require(c.generator in GENERATORS, "generator", c.generator,

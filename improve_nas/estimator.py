@@ -19,7 +19,7 @@ from improve_nas.errors import ConfigError
 from improve_nas.generators import make_generator
 from improve_nas.nasnet.counting import count_params
 
-__all__ = ["InputFns", "RecordingEvaluator", "ServingHead", "make_estimator",
+__all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
            "input_fns", "resolve_image_size", "serving_input_receiver_fn",
            "export_saved_model", "SERVING_KEY"]
 
@@ -68,29 +68,6 @@ def resolve_image_size(c: ml_collections.ConfigDict,
         f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
         "images; set --config.image_size to a multiple of 4 (they are resized)")
   return size
-
-
-class ServingHead(tf.estimator.MultiClassHead):
-  """MultiClassHead whose default serving signature suits raw images.
-
-  The stock head makes `serving_default` a classification signature, which
-  needs serialized tf.Example strings; with our uint8 image input TensorFlow
-  would drop it. Ours maps the same inputs to `class_ids` [batch] (int64) and
-  `probabilities` [batch, classes]; the stock `predict` signature (logits,
-  class names too) stays.
-  """
-
-  def create_estimator_spec(self, *args, **kwargs):
-    spec = super().create_estimator_spec(*args, **kwargs)
-    if spec.mode != tf.estimator.ModeKeys.PREDICT or not spec.export_outputs:
-      return spec
-    outputs = dict(spec.export_outputs)
-    outputs.pop("classification", None)  # needs string input; dropped anyway
-    key = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-    outputs[key] = tf.estimator.export.PredictOutput({
-        "class_ids": tf.reshape(spec.predictions["class_ids"], [-1]),
-        "probabilities": spec.predictions["probabilities"]})
-    return spec._replace(export_outputs=outputs)
 
 
 def _latest_global_step(model_dir: Optional[str]) -> int:
@@ -150,6 +127,7 @@ def make_estimator(c: ml_collections.ConfigDict,
     ConfigError: a bad config field, or a budget no first candidate fits.
   """
   config_lib.validate(c)
+  c = config_lib.apply_quick(c)
   run_config = run_config or tf.estimator.RunConfig()
   model_dir = model_dir or run_config.model_dir
   if model_dir is None:
@@ -203,7 +181,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
       momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
   estimator = adanet.Estimator(
-      head=ServingHead(info.num_classes),
+      head=tf.estimator.MultiClassHead(info.num_classes),
       subnetwork_generator=generator,
       max_iteration_steps=c.steps_per_iteration,
       ensemblers=[ensembler],
@@ -242,10 +220,11 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
                        estimator: Optional[adanet.Estimator] = None) -> str:
   """Exports the latest ensemble in `model_dir` as a SavedModel.
 
-  The `serving_default` signature takes `image`: uint8 [batch, H, W, C] of
-  the dataset's shape and returns `class_ids` and `probabilities`. Returns
-  the new SavedModel's directory (a timestamped folder in `export_dir`,
-  default MODEL_DIR/export).
+  Signatures: `serving_default` takes `image`, uint8 [batch, H, W, C] of the
+  dataset's shape, and returns `class_ids` [batch] (int64) and
+  `probabilities` [batch, classes]; `predict` takes the same input and also
+  returns logits and class names. Returns the new SavedModel's directory, a
+  timestamped folder in `export_dir` (default MODEL_DIR/export).
 
   Raises:
     ConfigError: `model_dir` holds no checkpoint.
@@ -253,9 +232,49 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
   if not tf.train.latest_checkpoint(model_dir):
     raise ConfigError(f"model_dir {model_dir!r} holds no checkpoint to "
                       "export; run a search there first")
+  c = config_lib.apply_quick(c)
   estimator = estimator or make_estimator(c, model_dir=model_dir)
   info = datasets.load_source(c.dataset, c.data_dir or None).info
   export_dir = export_dir or os.path.join(model_dir, "export")
-  path = estimator.export_saved_model(export_dir,
-                                      serving_input_receiver_fn(c, info))
-  return path.decode() if isinstance(path, bytes) else path
+  staging = os.path.join(export_dir, ".staging")
+  if tf.io.gfile.exists(staging):
+    tf.io.gfile.rmtree(staging)
+  exported = estimator.export_saved_model(staging,
+                                          serving_input_receiver_fn(c, info))
+  exported = exported.decode() if isinstance(exported, bytes) else exported
+  final = os.path.join(export_dir, os.path.basename(exported))
+  _add_serving_signature(exported, final + ".partial")
+  tf.io.gfile.rename(final + ".partial", final)
+  tf.io.gfile.rmtree(staging)
+  return final
+
+
+def _add_serving_signature(source: str, target: str) -> None:
+  """Re-saves the SavedModel at `source` with a `serving_default` signature
+  of just class ids and probabilities.
+
+  adanet merges the export outputs of all candidates of the last iteration
+  and adds every prediction to each PredictOutput, so a head cannot shape
+  the serving signature itself; we take the tensors from its `predict`
+  signature instead.
+  """
+  serve = [tf.saved_model.SERVING]
+  with tf.Graph().as_default() as graph, \
+      tf.compat.v1.Session(graph=graph) as session:
+    meta = tf.compat.v1.saved_model.load(session, serve, source)
+    predict = meta.signature_def["predict"]
+    tensor = lambda info: graph.get_tensor_by_name(info.name)
+    image = tensor(predict.inputs[SERVING_KEY])
+    class_ids = tf.reshape(tensor(predict.outputs["class_ids"]), [-1],
+                           name="serving_class_ids")
+    probabilities = tensor(predict.outputs["probabilities"])
+    builder = tf.compat.v1.saved_model.Builder(target)
+    builder.add_meta_graph_and_variables(
+        session, serve, signature_def_map={
+            tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
+                tf.compat.v1.saved_model.predict_signature_def(
+                    {SERVING_KEY: image},
+                    {"class_ids": class_ids, "probabilities": probabilities}),
+            "predict": predict,
+        }, strip_default_attrs=True)
+    builder.save()

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from improve_nas.builder import (IMAGE_COLLECTION, LOSS_COLLECTION,
-                                 candidate_name)
+                                 candidate_iteration, candidate_name)
 
 __all__ = ["Progress", "ProgressHook", "ImageSummaryHook", "IMAGE_TAG",
            "format_progress", "format_seconds"]
@@ -59,8 +59,12 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
 
   def begin(self):
     self._global_step = tf.compat.v1.train.get_global_step()
+    # adanet.Estimator.train may also open a session on the next
+    # iteration's graph (to write its first checkpoint); only a graph that
+    # trains this hook's iteration is reported.
     self._losses = {candidate_name(t): t
-                    for t in tf.compat.v1.get_collection(LOSS_COLLECTION)}
+                    for t in tf.compat.v1.get_collection(LOSS_COLLECTION)
+                    if candidate_iteration(t) == self._iteration}
 
   def after_create_session(self, session, coord):
     del session, coord
@@ -71,16 +75,22 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
     return last_step or self._clock() - self._last_report >= self._every_secs
 
   def before_run(self, run_context):
+    if not self._losses:
+      return None
     fetches = {"step": self._global_step}
-    if self._due() and self._losses:
+    if self._due():
       fetches["losses"] = self._losses
     return tf.compat.v1.train.SessionRunArgs(fetches)
 
   def after_run(self, run_context, run_values):
+    if not self._losses:
+      return
     results = run_values.results
     # The global step as read before this step's update, in iteration terms.
     step = int(results["step"]) - self._iteration * self._steps + 1
     now = self._clock()
+    if self._step is not None and step <= self._step:
+      return  # adanet may run a step that does not advance the global step
     self._step = step
     if self._first_step is None:
       self._first_step = step - 1

@@ -144,6 +144,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     ConfigError: a bad config, or a model_dir holding another search.
   """
   config_lib.validate(c)
+  c = config_lib.apply_quick(c)
   if not overwrite:
     check_model_dir(c, model_dir)
   estimator = make_estimator(c, run_config, model_dir=model_dir)
@@ -183,7 +184,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     record = _record(t, metrics, generator, evaluator, time.time() - start,
                      records)
     record.train_seconds = round(train_seconds, 1)
-    record.steps_per_second = round(trained / max(train_seconds, 1e-9), 2)
+    record.steps_per_second = round(trained / max(train_seconds, 1e-9), 4)
     record.mixture_weights = _mixture_weights(
         model_dir, t, f"t{t}_{record.chosen}_grow_"
         f"{'learned' if c.learn_mixture_weights else 'uniform'}")

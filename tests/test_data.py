@@ -382,6 +382,9 @@ def _logits_classes(model_dir):
   return {shape[-1] for shape in kernels}
 
 
+# Slow: test_paper_configs runs CIFAR-10 and CIFAR-100 searches on mocked
+# TFDS data in the fast suite.
+@pytest.mark.slow
 @pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])
 def test_short_search_on_tfds_cifar(tmp_path, name, classes):
   from test_search import tiny_config  # pylint: disable=g-import-not-at-top
@@ -412,6 +415,18 @@ def test_command_line_search_on_cifar_binary_files(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "cifar10" in proc.stdout and "test accuracy" in proc.stdout
   assert _logits_classes(str(model_dir)) == {10}
+  # Progress (always at an iteration's last step), no TF deprecation noise.
+  assert "iteration 1/1  step 3/3" in proc.stdout
+  assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr
+  # The exported model takes the dataset's own 32x32x3 uint8 images and
+  # resizes them to the search's 8x8 itself.
+  path = proc.stdout.strip().splitlines()[-1].split("SavedModel: ")[1]
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  assert serve.structured_input_signature[1]["image"].shape.as_list() == [
+      None, 32, 32, 3]
+  out = serve(image=tf.zeros((2, 32, 32, 3), tf.uint8))
+  assert out["probabilities"].shape == (2, 10)
+  assert out["class_ids"].shape == (2,)
 
 
 @pytest.mark.parametrize("problem", ["truncated", "pickle", "unprepared"])

@@ -74,6 +74,7 @@ def main(argv):
   model_dir = FLAGS.model_dir
   try:
     config_lib.validate(c)
+    c = config_lib.apply_quick(c)
     if not model_dir:
       raise ConfigError("--model_dir is empty: give a directory for the run")
     if FLAGS.export_only:

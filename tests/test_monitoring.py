@@ -1,0 +1,268 @@
+"""What users watch and keep: TensorBoard summaries, the search record, the
+console progress, improve-nas-report and the exported SavedModel.
+
+One 3-iteration search (constant generator, adaptive KD, learned mixture
+weights, tiny towers) is shared by the tests of this module; its model is
+exported on demand with `improve-nas --export_only`. (Searches with a dynamic
+generator, whose report shows candidates not chosen, run in test_search.)
+"""
+
+import csv
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from improve_nas import report
+from improve_nas import search
+from improve_nas.data.input import preprocess
+from improve_nas.progress import Progress, format_progress, format_seconds
+
+from test_cli import _run
+from test_search import tiny_config
+
+STEPS = 4
+ITERATIONS = 3
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp("monitoring") / "run")
+  c = tiny_config(generator="constant", knowledge_distillation="adaptive",
+                  learn_mixture_weights=True, max_iterations=ITERATIONS,
+                  steps_per_iteration=STEPS, save_summary_steps=2)
+  events = []
+  result = search.run_search(c, model_dir, on_progress=events.append,
+                             progress_secs=0.0)
+  return c, model_dir, result, events
+
+
+def _events(directory):
+  """{tag: [(step, value)]} of every scalar, text and image in `directory`."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(directory, "events.out.*"))):
+    acc = event_accumulator.EventAccumulator(
+        path, size_guidance={event_accumulator.TENSORS: 0,
+                             event_accumulator.IMAGES: 0})
+    acc.Reload()
+    for tag in acc.Tags()["tensors"]:
+      for e in acc.Tensors(tag):
+        out.setdefault(tag, []).append((e.step, tf.make_ndarray(e.tensor_proto)))
+    for tag in acc.Tags()["images"]:
+      out.setdefault(tag, []).extend((e.step, e) for e in acc.Images(tag))
+  return out
+
+
+def test_candidate_and_ensemble_summaries(run):
+  c, model_dir, result, _ = run
+  for r in result.records:
+    for x in r.candidates:
+      tags = _events(os.path.join(model_dir, "subnetwork",
+                                  f"t{r.iteration}_{x.name}"))
+      for tag in ("loss/label", "loss/kd", "loss/aux", "loss/total",
+                  "accuracy", "learning_rate", "drop_path_keep_prob/last_cell"):
+        assert tag in tags, (x.name, tag, sorted(tags))
+      values = {tag: [float(v) for _, v in tags[tag]] for tag in tags
+                if tag != "iteration_step/adanet/iteration_step"}
+      assert all(v > 0 for v in values["loss/label"])
+      assert all(v == 0 for v in values["loss/aux"])  # aux head off here
+      assert all(np.isfinite(v) for vs in values.values() for v in vs)
+      assert all(0 <= v <= 1 for v in values["accuracy"])
+      assert all(0 <= v <= c.learning_rate + 1e-7 for v in values["learning_rate"])
+      assert max(values["learning_rate"]) > 0
+      kd = values["loss/kd"]
+      assert all(v > 0 for v in kd) if r.iteration else all(v == 0 for v in kd)
+      # Summaries every save_summary_steps=2 steps of the iteration.
+      steps = sorted(s for s, _ in tags["loss/label"])
+      assert steps[0] == r.iteration * STEPS + 1 and len(steps) <= STEPS // 2 + 1
+
+    ensemble = f"t{r.iteration}_{r.chosen}_grow_learned"
+    tags = _events(os.path.join(model_dir, "ensemble", ensemble))
+    for i in range(r.iteration + 1):
+      assert f"mixture_weight/{i}" in tags
+    assert "accuracy" in tags and "learning_rate" in tags and "loss" in tags
+    # The last summarised mixture weights are (close to) the saved ones; the
+    # summary is taken before the step's update.
+    last = [float(sorted(tags[f"mixture_weight/{i}"], key=lambda e: e[0])[-1][1])
+            for i in range(r.iteration + 1)]
+    np.testing.assert_allclose(last, r.mixture_weights, atol=0.05)
+
+
+def test_search_run_has_architecture_text_and_images(run):
+  _, model_dir, result, _ = run
+  tags = _events(os.path.join(model_dir, search.SUMMARY_DIR))
+  texts = sorted(tags["architecture"], key=lambda e: e[0])
+  assert [s for s, _ in texts] == [r.global_step for r in result.records]
+  for (_, text), r in zip(texts, result.records):
+    text = text.item().decode() if text.ndim == 0 else text[0].decode()
+    chosen = next(x.arch for x in r.candidates if x.name == r.chosen)
+    assert f"Iteration {r.iteration}" in text and chosen in text
+    assert all(a in text for a in r.ensemble_archs)
+  accuracy = [float(v) for _, v in sorted(tags["ensemble/test_accuracy"],
+                                          key=lambda e: e[0])]
+  assert accuracy == pytest.approx([r.test_accuracy for r in result.records])
+
+  images = _events(model_dir)
+  image_tags = [t for t in images if t.startswith("augmented_images")]
+  assert len(image_tags) == 3
+  event = images[image_tags[0]][0][1]
+  assert (event.height, event.width) == (8, 8)
+  decoded = tf.io.decode_png(event.encoded_image_string).numpy()
+  assert decoded.shape == (8, 8, 1) and decoded.std() > 0
+
+
+def test_search_record_is_complete_and_saved(run):
+  _, model_dir, result, _ = run
+  records = result.records
+  assert records == search.load_records(model_dir)
+  assert [r.iteration for r in records] == list(range(ITERATIONS))
+  for r in records:
+    assert len(r.mixture_weights) == len(r.ensemble_archs) == r.iteration + 1
+    assert all(np.isfinite(w) for w in r.mixture_weights)
+    assert set(r.eval_metrics) == {"accuracy", "average_loss", "loss"}
+    assert r.eval_metrics["accuracy"] == pytest.approx(r.test_accuracy)
+    assert 0 < r.train_seconds <= r.seconds
+    assert r.steps_per_second == pytest.approx(STEPS / r.train_seconds,
+                                               rel=0.05)
+    assert r.global_step == (r.iteration + 1) * STEPS
+
+
+def test_progress_reports_every_step_with_eta(run):
+  c, _, result, events = run
+  assert all(isinstance(p, Progress) for p in events)
+  by_iteration = {}
+  for p in events:
+    by_iteration.setdefault(p.iteration, []).append(p)
+  assert sorted(by_iteration) == list(range(ITERATIONS))
+  for t, ps in by_iteration.items():
+    assert [p.step for p in ps] == list(range(1, STEPS + 1))
+    assert all(p.iterations == ITERATIONS and p.steps == STEPS for p in ps)
+    names = {x.name for x in result.records[t].candidates}
+    assert all(set(p.losses) == names for p in ps)
+    assert all(np.isfinite(v) and v > 0 for p in ps for v in p.losses.values())
+    # Warm-up (2 steps) first: no speed, no ETA; then both.
+    assert ps[0].examples_per_second is None and ps[0].eta_iteration is None
+    last = ps[-1]
+    assert last.examples_per_second > 0
+    assert last.eta_iteration == 0
+    later = ITERATIONS - t - 1
+    steps_per_second = last.examples_per_second / c.batch_size
+    assert last.eta_search == pytest.approx(later * STEPS / steps_per_second)
+  line = format_progress(events[-1])
+  assert line.startswith(f"  iteration {ITERATIONS}/{ITERATIONS}  step "
+                         f"{STEPS}/{STEPS}")
+  assert "ex/s" in line and "ETA iteration 0s, search 0s" in line
+
+
+def test_format_seconds():
+  assert format_seconds(None) == "?"
+  assert format_seconds(42.4) == "42s"
+  assert format_seconds(125) == "2m05s"
+  assert format_seconds(3725) == "1h02m"
+
+
+def test_export_only_serves_raw_images_like_predict(run):
+  _, model_dir, result, _ = run
+  assert result.export_path is None  # run_search exports only when asked
+  proc = _run("trainer.trainer", "--export_only", f"--model_dir={model_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  path = proc.stdout.strip().splitlines()[-1].split("SavedModel: ")[1]
+  assert os.path.dirname(path) == os.path.join(model_dir, "export")
+  assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
+  loaded = tf.saved_model.load(path)
+  assert {"serving_default", "predict"} <= set(loaded.signatures)
+  serve = loaded.signatures["serving_default"]
+  assert set(serve.structured_outputs) == {"class_ids", "probabilities"}
+  spec = serve.structured_input_signature[1]["image"]
+  assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 8, 8, 1]
+  images = np.random.RandomState(3).randint(0, 256, (6, 8, 8, 1)).astype(
+      np.uint8)
+  served = serve(image=tf.constant(images))
+  predicted = next(result.estimator.predict(
+      lambda: tf.data.Dataset.from_tensors(
+          {"image": preprocess(tf.constant(images), 8)}),
+      yield_single_examples=False))
+  np.testing.assert_allclose(served["probabilities"].numpy(),
+                             predicted["probabilities"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(served["class_ids"].numpy(),
+                                predicted["class_ids"].reshape(-1))
+  assert served["probabilities"].shape == (6, 10)
+
+
+def _table_lines(stdout):
+  lines = stdout.splitlines()
+  start = next(i for i, l in enumerate(lines) if l.startswith("iter "))
+  body = []
+  for line in lines[start + 2:]:
+    if not line.strip() or line.startswith("final ensemble"):
+      break
+    body.append(line.split())
+  return body
+
+
+def test_report_command_writes_matching_json_csv_and_plots(run, tmp_path):
+  _, model_dir, result, _ = run
+  proc = _run("trainer.report", f"--model_dir={model_dir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  table = _table_lines(proc.stdout)
+  candidates = sum(len(r.candidates) for r in result.records)
+  assert len(table) == candidates
+  assert "finished: 3 iterations" in proc.stdout
+  out = os.path.join(model_dir, report.REPORT_DIR)
+  with open(os.path.join(out, "report.json")) as f:
+    saved = json.load(f)
+  with open(os.path.join(out, "report.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert saved["state"] == "finished" and len(saved["iterations"]) == 3
+  assert saved["final"]["ensemble_archs"] == result.records[-1].ensemble_archs
+  assert len(rows) == len(saved["rows"]) == candidates
+  for cells, row, jrow in zip(table, rows, saved["rows"]):
+    assert cells[0] == row["iteration"] == str(jrow["iteration"])
+    assert cells[1] == row["candidate"] == jrow["candidate"]
+    assert cells[2] == row["arch"] == jrow["arch"]
+    assert cells[3] == f"{int(row['params']):,}" == f"{jrow['params']:,}"
+    assert cells[4] == f"{float(row['selection_loss']):.4f}"
+    if row["chosen"] == "True":
+      assert jrow["chosen"] and cells[5] == "*"
+      assert cells[6] == f"{float(row['mixture_weight']):.4f}"
+      assert cells[8] == f"{float(row['test_accuracy']):.4f}"
+      assert float(row["test_accuracy"]) == jrow["test_accuracy"]
+  for name in ("architectures.png", "progress.png"):
+    png = tf.io.decode_png(tf.io.read_file(os.path.join(out, name))).numpy()
+    assert png.shape[0] > 100 and png.shape[1] > 100
+    assert len(np.unique(png.reshape(-1, png.shape[-1]), axis=0)) > 10
+
+  # A search stopped (or still running) after its first iteration.
+  partial = str(tmp_path / "partial")
+  shutil.copytree(model_dir, partial, ignore=shutil.ignore_patterns(
+      "export", "report"))
+  with open(os.path.join(partial, search.RECORDS_FILE)) as f:
+    saved = json.load(f)
+  saved["iterations"] = saved["iterations"][:1]
+  with open(os.path.join(partial, search.RECORDS_FILE), "w") as f:
+    json.dump(saved, f)
+  status = report.write_report(partial)
+  assert status["state"] == "running"
+  # Its latest checkpoint ends the second iteration, not yet recorded.
+  assert status["detail"] == (f"running (or stopped): iteration 2 of 3 at "
+                              f"step {STEPS} of {STEPS}")
+  assert len(status["rows"]) == len(result.records[0].candidates)
+
+
+def test_report_and_export_commands_reject_bad_model_dirs(tmp_path):
+  proc = _run("trainer.report", f"--model_dir={tmp_path / 'missing'}")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count("\n") == 0 and "missing" in proc.stderr
+  (tmp_path / "empty").mkdir()
+  proc = _run("trainer.report", f"--model_dir={tmp_path / 'empty'}")
+  assert proc.returncode == 2 and "holds no improve_nas search" in proc.stderr
+  proc = _run("trainer.trainer", "--export_only",
+              f"--model_dir={tmp_path / 'empty'}")
+  assert proc.returncode == 2 and "--export_only" in proc.stderr
+  assert proc.stderr.strip().count("\n") == 0
+  assert os.listdir(tmp_path / "empty") == []
