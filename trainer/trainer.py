@@ -5,8 +5,13 @@ With no flags it runs the offline demo search on the embedded digits dataset:
     improve-nas                       # = python -m trainer.trainer
     improve-nas --config=improve_nas/configs/demo.py \
         --config.max_iterations=2 --model_dir=runs/mine
+    improve-nas --config=improve_nas/configs/paper.py:cifar10,w_akd \
+        --config.quick=True --config.data_dir=DIR --model_dir=runs/smoke
+    improve-nas --model_dir=runs/mine --export_only   # SavedModel again
 
-Bad flags or config values print one line and exit with status 2.
+It prints a progress line every --progress_secs, a table at the end, and
+exports the final ensemble to MODEL_DIR/export (--noexport skips it). Bad
+flags or config values print one line and exit with status 2.
 """
 
 from __future__ import annotations
