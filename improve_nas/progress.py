@@ -5,6 +5,9 @@ call. Every `every_secs` it hands a `Progress` to a callback (the command line
 prints it; the library itself never prints). Speed and the ETAs are measured
 from the end of a warm-up (the first steps of a session run graph
 optimisation and fill the input pipeline), so they do not start pessimistic.
+The search ETA adds, per iteration left, the time earlier iterations spent
+outside their training steps (adanet's graph rebuilds, candidate selection,
+evaluation), once one iteration has finished.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class Progress:
   losses: Dict[str, float]       # each training candidate's total loss
   eta_iteration: Optional[float]  # seconds; None while warming up
   eta_search: Optional[float]
+  # Measured seconds per iteration outside its training steps (graph
+  # rebuilds, selection, evaluation); None in the first iteration.
+  overhead: Optional[float] = None
 
 
 class ProgressHook(tf.compat.v1.train.SessionRunHook):
@@ -42,6 +48,7 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
   def __init__(self, iteration: int, iterations: int, steps: int,
                batch_size: int, callback: Callable[[Progress], None],
                every_secs: float = 10.0, warmup_steps: Optional[int] = None,
+               overhead: Optional[float] = None,
                clock: Callable[[], float] = time.monotonic):
     self._iteration = iteration
     self._iterations = iterations
@@ -52,6 +59,9 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
     self._warmup = (warmup_steps if warmup_steps is not None
                     else max(2, min(20, steps // 10)))
     self._clock = clock
+    self._overhead = overhead
+    self._first_time = None   # when the first step of this iteration ended
+    self._last_time = None    # when the last one ended
     self._first_step = None   # iteration step when this session started
     self._step = None         # the last step seen
     self._mark = None         # (iteration step, time) at the end of warm-up
@@ -94,6 +104,8 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
     self._step = step
     if self._first_step is None:
       self._first_step = step - 1
+      self._first_time = now
+    self._last_time = now
     if self._mark is None and step - self._first_step >= self._warmup:
       self._mark = (step, now)
     if "losses" not in results:
@@ -107,13 +119,23 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
     eta_search = None
     if rate:
       later = self._iterations - self._iteration - 1
-      eta_search = eta_iteration + later * self._steps / rate
+      extra = self._overhead or 0.0
+      eta_search = (eta_iteration + extra +
+                    later * (self._steps / rate + extra))
     self._callback(Progress(
         iteration=self._iteration, iterations=self._iterations, step=step,
         steps=self._steps,
         examples_per_second=rate * self._batch_size if rate else None,
         losses={k: float(v) for k, v in results["losses"].items()},
-        eta_iteration=eta_iteration, eta_search=eta_search))
+        eta_iteration=eta_iteration, eta_search=eta_search,
+        overhead=self._overhead))
+
+  @property
+  def training_seconds(self) -> float:
+    """Seconds from the end of the first to the end of the last step seen."""
+    if self._first_time is None:
+      return 0.0
+    return self._last_time - self._first_time
 
 
 class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):

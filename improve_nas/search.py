@@ -161,13 +161,18 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   ended = None
   steps = c.steps_per_iteration
   writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
+  overheads: List[float] = []  # seconds outside training steps, per iteration
   for t in range(c.max_iterations):
     start = time.time()
     first_step = _latest_step(model_dir)
     hooks = [ImageSummaryHook(model_dir, c.save_summary_steps)]
+    progress = None
     if on_progress and t not in done:
-      hooks.append(ProgressHook(t, c.max_iterations, steps, c.batch_size,
-                                on_progress, every_secs=progress_secs))
+      progress = ProgressHook(
+          t, c.max_iterations, steps, c.batch_size, on_progress,
+          every_secs=progress_secs,
+          overhead=sum(overheads) / len(overheads) if overheads else None)
+      hooks.append(progress)
     try:
       estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
     except SearchEnded as e:
@@ -189,6 +194,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
         model_dir, t, f"t{t}_{record.chosen}_grow_"
         f"{'learned' if c.learn_mixture_weights else 'uniform'}")
     records.append(record)
+    if progress is not None and progress.training_seconds:
+      overheads.append(max(0.0, record.seconds - progress.training_seconds))
     _write_records(model_dir, records, ended)
     _summarize(writer, record)
     if on_iteration:
