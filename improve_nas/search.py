@@ -118,11 +118,12 @@ def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
                    if k not in _RESUMABLE_FIELDS and
                    saved.get(k) != current.get(k))
   if changed:
-    first = changed[0]
+    fields = ", ".join(f"config.{k}={saved.get(k)!r} (now {current.get(k)!r})"
+                       for k in changed)
     raise ConfigError(
-        f"model_dir {model_dir!r} holds a search with config.{first}="
-        f"{saved.get(first)!r} (now {current.get(first)!r}); resume with the "
-        "same config, choose another --model_dir, or pass --overwrite")
+        f"model_dir {model_dir!r} holds a search with another config: "
+        f"{fields}; resume with the same config, choose another --model_dir, "
+        "or pass --overwrite to start over")
 
 
 def run_search(c: ml_collections.ConfigDict, model_dir: str,

@@ -80,3 +80,26 @@ def test_arch_tool_rejects_bad_arch():
   assert proc.stderr.strip() == (
       "improve-nas-arch: error: arch '6@770': penultimate filters must be a "
       "multiple of 24 (try '6@768' or '6@792')")
+
+
+def test_model_dir_of_another_config_is_refused_listing_every_field(tmp_path):
+  from improve_nas import search  # pylint: disable=g-import-not-at-top
+  from improve_nas.configs.demo import get_config  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  saved = get_config()
+  saved.dataset = "cifar10"
+  saved.knowledge_distillation = "none"
+  config_json = saved.to_json(indent=1)
+  (model_dir / search.CONFIG_FILE).write_text(config_json)
+  proc = _run("trainer.trainer", f"--model_dir={model_dir}",
+              "--config.max_iterations=1")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1, proc.stderr
+  assert "config.dataset='cifar10' (now 'sklearn_digits')" in lines[0]
+  assert "config.knowledge_distillation='none' (now 'adaptive')" in lines[0]
+  assert "max_iterations" not in lines[0]  # may change on resume
+  assert "--overwrite" in lines[0]
+  assert os.listdir(model_dir) == [search.CONFIG_FILE]
+  assert (model_dir / search.CONFIG_FILE).read_text() == config_json
