@@ -29,7 +29,7 @@ from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 
 __all__ = ["CandidateRecord", "IterationRecord", "SearchResult", "run_search",
            "load_records", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
-           "check_model_dir"]
+           "check_model_dir", "check_model_dir_usable"]
 
 RECORDS_FILE = "search.json"
 CONFIG_FILE = "config.json"
@@ -102,6 +102,24 @@ _RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "evaluator_steps",
                      "data_dir", "param_budget"}
 
 
+def check_model_dir_usable(model_dir: str) -> None:
+  """Raises ConfigError if `model_dir` is a file or (locally) not writable."""
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise ConfigError(f"--model_dir={model_dir!r} is a file, not a directory; "
+                      "choose a directory for the run")
+  if "://" in model_dir:  # gs://, hdfs://: left to the filesystem
+    return
+  existing = os.path.abspath(model_dir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ConfigError(f"--model_dir={model_dir!r}: {existing!r} is a file, so "
+                      "the directory cannot be created; choose another path")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f"--model_dir={model_dir!r}: {existing!r} is not "
+                      "writable; choose a directory you can write to")
+
+
 def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
   """Raises ConfigError if `model_dir` holds a search with another config."""
   path = os.path.join(model_dir, CONFIG_FILE)
@@ -146,6 +164,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
+  check_model_dir_usable(model_dir)
   if not overwrite:
     check_model_dir(c, model_dir)
   estimator = make_estimator(c, run_config, model_dir=model_dir)

@@ -103,3 +103,16 @@ def test_model_dir_of_another_config_is_refused_listing_every_field(tmp_path):
   assert "--overwrite" in lines[0]
   assert os.listdir(model_dir) == [search.CONFIG_FILE]
   assert (model_dir / search.CONFIG_FILE).read_text() == config_json
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_model_dir_that_is_or_sits_under_a_file_exits_2(tmp_path, where):
+  blocker = tmp_path / "notes.txt"
+  blocker.write_text("mine")
+  model_dir = blocker if where == "file" else blocker / "run"
+  proc = _run("trainer.trainer", f"--model_dir={model_dir}", "--overwrite")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "is a file" in lines[0], proc.stderr
+  assert str(model_dir) in lines[0]
+  assert blocker.read_text() == "mine"
