@@ -20,7 +20,7 @@ from improve_nas.generators import make_generator
 from improve_nas.nasnet.counting import count_params
 
 __all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
-           "input_fns", "resolve_image_size", "serving_input_receiver_fn",
+           "input_fns", "resolve_image_size", "latest_global_step", "serving_input_receiver_fn",
            "export_saved_model", "SERVING_KEY"]
 
 # The name of the serving signature's input: raw uint8 images.
@@ -70,7 +70,8 @@ def resolve_image_size(c: ml_collections.ConfigDict,
   return size
 
 
-def _latest_global_step(model_dir: Optional[str]) -> int:
+def latest_global_step(model_dir: Optional[str]) -> int:
+  """The global step of the latest checkpoint in `model_dir` (0 if none)."""
   path = tf.train.latest_checkpoint(model_dir) if model_dir else None
   return int(path.rsplit("-", 1)[-1]) if path else 0
 
@@ -93,7 +94,7 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
                 shuffle_buffer=c.shuffle_buffer)
   train = make_input_fn(
       source, PipelineConfig(split=c.train_split, training=True, **common),
-      seed_fn=lambda: c.seed + _latest_global_step(model_dir))
+      seed_fn=lambda: c.seed + latest_global_step(model_dir))
   evaluation = make_input_fn(
       source, PipelineConfig(split=c.eval_split, **common))
   selection = make_input_fn(

@@ -155,13 +155,13 @@ class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
     if found:
       self._encoded, pixels = found[0], found[1]
       self._height, self._width, self._channels = pixels.shape[1:]
-      self._next = None
+      self._next_step = None  # the global step the next run will reach
 
   def before_run(self, run_context):
     if self._encoded is None:
       return None
     fetches = {"step": self._global_step}
-    if self._next is None or self._next <= 0:
+    if self._next_step is None or self._next_step % self._every_steps == 0:
       fetches["images"] = self._encoded
     return tf.compat.v1.train.SessionRunArgs(fetches)
 
@@ -170,7 +170,7 @@ class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
       return
     results = run_values.results
     step = int(results["step"]) + 1
-    self._next = self._every_steps - step % self._every_steps
+    self._next_step = step + 1
     if "images" not in results:
       return
     if self._writer is None:

@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet.arch import ArchSpec
+from improve_nas import search
+from improve_nas.estimator import latest_global_step
 from improve_nas.search import CONFIG_FILE, RECORDS_FILE, IterationRecord
 
 __all__ = ["format_table", "table_rows", "search_status", "write_report",
@@ -90,13 +92,6 @@ def format_table(records: List[IterationRecord],
   return "\n".join(lines)
 
 
-def _read_json(path: str) -> Optional[dict]:
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
 def search_status(model_dir: str) -> dict:
   """Where the search in `model_dir` stands.
 
@@ -110,17 +105,16 @@ def search_status(model_dir: str) -> dict:
   if not tf.io.gfile.isdir(model_dir):
     raise ConfigError(f"--model_dir={model_dir!r} is not a directory; give "
                       "the model_dir of a search")
-  saved = _read_json(os.path.join(model_dir, RECORDS_FILE))
-  config = _read_json(os.path.join(model_dir, CONFIG_FILE))
+  saved = search.load_search(model_dir)
+  config = search.load_saved_config(model_dir)
   if saved is None or config is None:
     raise ConfigError(f"--model_dir={model_dir!r} holds no improve_nas search "
                       f"({RECORDS_FILE} or {CONFIG_FILE} missing); give the "
                       "model_dir of a search")
-  records = [IterationRecord.from_dict(d) for d in saved["iterations"]]
-  checkpoint = tf.train.latest_checkpoint(model_dir)
-  latest = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
+  records = saved["records"]
+  latest = latest_global_step(model_dir)
   steps, iterations = config["steps_per_iteration"], config["max_iterations"]
-  if saved.get("ended"):
+  if saved["ended"]:
     state, detail = "ended", saved["ended"]
   elif len(records) >= iterations:
     state, detail = "finished", f"finished: {len(records)} iterations"

@@ -24,11 +24,12 @@ import tensorflow as tf
 
 from improve_nas import config as config_lib
 from improve_nas.errors import ConfigError, SearchEnded
-from improve_nas.estimator import export_saved_model, input_fns, make_estimator
+from improve_nas.estimator import (export_saved_model, input_fns,
+                                   latest_global_step, make_estimator)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 
 __all__ = ["CandidateRecord", "IterationRecord", "SearchResult", "run_search",
-           "load_records", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
+           "load_records", "load_search", "load_saved_config", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
            "check_model_dir", "check_model_dir_usable"]
 
 RECORDS_FILE = "search.json"
@@ -76,13 +77,35 @@ class SearchResult:
   export_path: Optional[str] = None  # the SavedModel, when exported
 
 
+def _read_json(model_dir: str, name: str) -> Optional[dict]:
+  path = os.path.join(model_dir, name)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def load_search(model_dir: str) -> Optional[dict]:
+  """{"records": [IterationRecord], "ended": str or None} of the search in
+  `model_dir`, or None when it holds no search.json."""
+  saved = _read_json(model_dir, RECORDS_FILE)
+  if saved is None:
+    return None
+  return {"records": [IterationRecord.from_dict(d)
+                      for d in saved["iterations"]],
+          "ended": saved.get("ended")}
+
+
 def load_records(model_dir: str) -> List[IterationRecord]:
   """The iteration records of the search in `model_dir` (may be empty)."""
-  path = os.path.join(model_dir, RECORDS_FILE)
-  if not tf.io.gfile.exists(path):
-    return []
-  with tf.io.gfile.GFile(path) as f:
-    return [IterationRecord.from_dict(d) for d in json.load(f)["iterations"]]
+  saved = load_search(model_dir)
+  return saved["records"] if saved else []
+
+
+def load_saved_config(model_dir: str) -> Optional[dict]:
+  """The config a search in `model_dir` was started with (config.json), as
+  a dict, or None."""
+  return _read_json(model_dir, CONFIG_FILE)
 
 
 def _write_records(model_dir: str, records: List[IterationRecord],
@@ -122,15 +145,13 @@ def check_model_dir_usable(model_dir: str) -> None:
 
 def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
   """Raises ConfigError if `model_dir` holds a search with another config."""
-  path = os.path.join(model_dir, CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
+  saved = load_saved_config(model_dir)
+  if saved is None:
     if tf.io.gfile.exists(model_dir) and tf.io.gfile.listdir(model_dir):
       raise ConfigError(
           f"model_dir {model_dir!r} is not empty and holds no improve_nas "
           "search; choose another --model_dir or pass --overwrite")
     return
-  with tf.io.gfile.GFile(path) as f:
-    saved = json.load(f)
   current = json.loads(c.to_json())
   changed = sorted(k for k in set(saved) | set(current)
                    if k not in _RESUMABLE_FIELDS and
@@ -184,7 +205,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   overheads: List[float] = []  # seconds outside training steps, per iteration
   for t in range(c.max_iterations):
     start = time.time()
-    first_step = _latest_step(model_dir)
+    first_step = latest_global_step(model_dir)
     hooks = [ImageSummaryHook(model_dir, c.save_summary_steps)]
     progress = None
     if on_progress and t not in done:
@@ -227,11 +248,6 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     export_path = export_saved_model(c, model_dir, estimator=estimator)
   return SearchResult(records=records, ended=ended, estimator=estimator,
                       export_path=export_path)
-
-
-def _latest_step(model_dir: str) -> int:
-  path = tf.train.latest_checkpoint(model_dir)
-  return int(path.rsplit("-", 1)[-1]) if path else 0
 
 
 def _mixture_weights(model_dir: str, t: int, ensemble: str) -> List[float]:

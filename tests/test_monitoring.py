@@ -118,6 +118,9 @@ def test_search_run_has_architecture_text_and_images(run):
   image_tags = [t for t in images if t.startswith("augmented_images")]
   assert len(image_tags) == 3
   event = images[image_tags[0]][0][1]
+  # Written every save_summary_steps=2 global steps, not only once per session.
+  steps = {s for s, _ in images[image_tags[0]]}
+  assert set(range(2, ITERATIONS * STEPS + 1, 2)) <= steps, sorted(steps)
   assert (event.height, event.width) == (8, 8)
   decoded = tf.io.decode_png(event.encoded_image_string).numpy()
   assert decoded.shape == (8, 8, 1) and decoded.std() > 0

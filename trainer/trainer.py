@@ -119,19 +119,18 @@ def main(argv):
 def _export_only(model_dir: str) -> None:
   """--export_only: the SavedModel of an existing search, with its config."""
   # pylint: disable=g-import-not-at-top
-  import json
   import ml_collections
   from improve_nas import config as config_lib
   from improve_nas import estimator as estimator_lib
   from improve_nas import search
   # pylint: enable=g-import-not-at-top
-  path = os.path.join(model_dir, search.CONFIG_FILE)
-  if not os.path.isfile(path):
+  fields = (search.load_saved_config(model_dir)
+            if os.path.isdir(model_dir) else None)
+  if fields is None:
     raise ConfigError(f"--model_dir={model_dir!r} holds no {search.CONFIG_FILE}"
                       "; --export_only needs the model_dir of a search")
-  with open(path) as f:
-    saved = config_lib.base_config()
-    saved.update(ml_collections.ConfigDict(json.load(f)))
+  saved = config_lib.base_config()
+  saved.update(ml_collections.ConfigDict(fields))
   print(f"SavedModel: "
         f"{estimator_lib.export_saved_model(saved, model_dir)}")
 
