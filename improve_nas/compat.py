@@ -9,6 +9,14 @@ Shims:
     under the old name.
   * TF's deprecation warnings from adanet's TF 1 code paths are silenced unless
     the caller asks for them (:func:`set_tf_verbosity`).
+  * A diverged candidate must lose, not win. adanet 0.9.0 picks the candidate
+    ensemble with the smallest moving-average loss in every step, but turns a
+    NaN loss into -inf first (iteration.py, `_best_candidate_index`), so one
+    diverged candidate becomes "best", its NaN loss becomes the Estimator's
+    loss and tf.estimator's NanTensorHook ends the whole search with
+    NanLossDuringTrainingError. Its own docstring says NaN candidates should
+    not be selected; we make it so (NaN and +-inf count as +inf). When every
+    candidate has diverged the loss is still NaN and training still stops.
 """
 
 from __future__ import annotations
@@ -39,12 +47,48 @@ def install() -> None:
     sys.modules[package].graph_view = sys.modules[_OLD_GRAPH_VIEW]
 
 
+def _nan_candidates_lose() -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from adanet.core import iteration  # pylint: disable=g-import-not-at-top
+  builder = iteration._IterationBuilder  # pylint: disable=protected-access
+  if getattr(builder, "_improve_nas_patched", False):
+    return
+  original = builder._best_candidate_index  # pylint: disable=protected-access
+
+  def best_candidate_index(self, candidates, best_ensemble_index_override):
+    if best_ensemble_index_override is not None or len(candidates) == 1:
+      return original(self, candidates, best_ensemble_index_override)
+    with tf.compat.v1.variable_scope("best_candidate_index"):
+      losses = tf.stack([c.adanet_loss for c in candidates])
+      losses = tf.where(tf.math.is_finite(losses), losses,
+                        tf.fill(tf.shape(losses), float("inf")))
+      return tf.argmin(losses, axis=0)
+
+  builder._best_candidate_index = best_candidate_index  # pylint: disable=protected-access
+  builder._improve_nas_patched = True  # pylint: disable=protected-access
+
+
+class _DropDivergedNotice(logging.Filter):
+  """tf.estimator's NanTensorHook logs "Model diverged with loss = NaN." at
+  ERROR before it raises; improve_nas reports that itself, in one line."""
+
+  def filter(self, record):
+    return "Model diverged with loss" not in record.getMessage()
+
+
+_DIVERGED_FILTER = _DropDivergedNotice()
+
+
 def set_tf_verbosity(verbose: bool) -> None:
   """Turns TensorFlow's and adanet's INFO/deprecation logging on or off."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tensorflow.python.util import deprecation  # pylint: disable=g-import-not-at-top
   deprecation._PRINT_DEPRECATION_WARNINGS = verbose  # pylint: disable=protected-access
   tf.get_logger().setLevel(logging.INFO if verbose else logging.ERROR)
+  if verbose:
+    tf.get_logger().removeFilter(_DIVERGED_FILTER)
+  else:
+    tf.get_logger().addFilter(_DIVERGED_FILTER)
   tf.compat.v1.logging.set_verbosity(
       tf.compat.v1.logging.INFO if verbose else tf.compat.v1.logging.ERROR)
 
@@ -59,3 +103,4 @@ def _quiet_deprecations() -> None:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 install()
 _quiet_deprecations()
+_nan_candidates_lose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ImproveNasError", "ConfigError", "SearchEnded"]
+__all__ = ["ImproveNasError", "ConfigError", "SearchEnded", "SearchDiverged"]
 
 
 class ImproveNasError(Exception):
@@ -22,4 +22,11 @@ class SearchEnded(ImproveNasError):
   Raised by a generator when the estimator asks for the next iteration's
   candidates. Every finished iteration is already in the model_dir, so the
   ensemble found so far stays usable.
+  """
+
+
+class SearchDiverged(SearchEnded):
+  """Every candidate of an iteration diverged (loss NaN or infinite).
+
+  The iterations before it are kept; their ensemble stays usable.
   """

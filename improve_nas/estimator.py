@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Callable, List, Optional
 
 import adanet
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from improve_nas import config as config_lib
@@ -15,7 +17,7 @@ from improve_nas.builder import NasnetBuilder, TrainingConfig
 from improve_nas.data import datasets
 from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
 from improve_nas.ensemble import MixtureWeightEnsembler
-from improve_nas.errors import ConfigError
+from improve_nas.errors import ConfigError, SearchDiverged
 from improve_nas.generators import make_generator
 from improve_nas.nasnet.counting import count_params
 
@@ -37,20 +39,55 @@ class InputFns:
 
 
 class RecordingEvaluator(adanet.Evaluator):
-  """adanet's Evaluator that also keeps the last values it computed.
+  """adanet's Evaluator that always grows the ensemble, keeps the last values
+  it computed, and never selects a diverged candidate.
 
   `last_values[k]` is the selection loss of candidate ensemble k (index 0 is
-  the previous ensemble from the second iteration on).
+  the previous ensemble from the second iteration on). The best new
+  candidate is selected (the paper's AdaNAS always grows; we do here what
+  adanet's `force_grow` would, because adanet then skips evaluation when one
+  new candidate is left, so a diverged one would be taken). A NaN or
+  infinite loss counts as missing. When every new candidate of an iteration
+  after the first has diverged, the previous ensemble (index 0) is selected
+  and `diverged` is True; at the first iteration there is nothing to fall
+  back to and `SearchDiverged` is raised.
   """
 
   def __init__(self, input_fn, steps=None):
     super().__init__(input_fn=input_fn, steps=steps)
     self.last_values: List[float] = []
+    self.diverged = False
+    self._iteration = 0
 
   def evaluate(self, sess, ensemble_metrics):
-    self.last_values = [float(v) for v in super().evaluate(
-        sess, ensemble_metrics)]
+    self._iteration = _graph_iteration(sess.graph)
+    self.last_values = [float(v) if np.isfinite(v) else float("nan")
+                        for v in super().evaluate(sess, ensemble_metrics)]
     return self.last_values
+
+  @property
+  def objective_fn(self):
+    def best(values):
+      first_new = 1 if self._iteration else 0
+      new = np.asarray(values[first_new:], dtype=np.float64)
+      self.diverged = bool(np.all(np.isnan(new)))
+      if not self.diverged:
+        return first_new + int(np.nanargmin(new))
+      if not self._iteration:
+        raise SearchDiverged(
+            "iteration 1: every candidate diverged (selection loss NaN or "
+            "inf), so there is no ensemble to keep; lower "
+            "--config.learning_rate or --config.clip_gradients")
+      return 0  # the previous ensemble: nothing new is added
+    return best
+
+
+def _graph_iteration(graph: tf.Graph) -> int:
+  """The adanet iteration a graph was built for (its newest variables)."""
+  numbers = [int(m.group(1)) for v in graph.get_collection(
+      tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+             for m in [re.match(r"adanet/iteration_(\d+)/", v.op.name)] if m]
+  return max(numbers, default=0)
 
 
 def resolve_image_size(c: ml_collections.ConfigDict,
@@ -189,7 +226,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       ensemble_strategies=[adanet.ensemble.GrowStrategy()],
       evaluator=RecordingEvaluator(fns.selection,
                                    steps=c.evaluator_steps or None),
-      force_grow=True,
+      force_grow=False,  # RecordingEvaluator always grows (see there)
       # Per-candidate signatures of the last iteration only would confuse
       # users of the exported model; it serves the ensemble.
       export_subnetwork_logits=False,

@@ -46,7 +46,8 @@ def table_rows(records: List[IterationRecord]) -> List[Dict[str, object]]:
       rows.append({
           "iteration": r.iteration, "candidate": x.name, "arch": x.arch,
           "reason": x.reason, "params": x.params,
-          "selection_loss": x.selection_loss, "chosen": chosen,
+          "selection_loss": x.selection_loss, "diverged": x.diverged,
+          "chosen": chosen,
           "mixture_weight": _weight(r) if chosen else None,
           "ensemble_params": r.ensemble_params if chosen else None,
           "test_accuracy": r.test_accuracy if chosen else None,
@@ -62,6 +63,7 @@ def _cells(row: Dict[str, object]) -> tuple:
     return "" if value is None else format(value, fmt)
   return (str(row["iteration"]), row["candidate"], row["arch"],
           f"{row['params']:,}",
+          "diverged" if row["diverged"] else
           "-" if row["selection_loss"] is None
           else f"{row['selection_loss']:.4f}",
           "*" if row["chosen"] else "",
@@ -138,7 +140,7 @@ def _csv_text(rows: List[Dict[str, object]]) -> str:
 
 
 _CSV_FIELDS = ("iteration", "candidate", "arch", "reason", "params",
-               "selection_loss", "chosen", "mixture_weight", "ensemble_params",
+               "selection_loss", "diverged", "chosen", "mixture_weight", "ensemble_params",
                "test_accuracy", "test_loss", "seconds", "steps_per_second")
 
 

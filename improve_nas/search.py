@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional
@@ -23,7 +24,7 @@ import ml_collections
 import tensorflow as tf
 
 from improve_nas import config as config_lib
-from improve_nas.errors import ConfigError, SearchEnded
+from improve_nas.errors import ConfigError, SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
                                    latest_global_step, make_estimator)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
@@ -43,7 +44,9 @@ class CandidateRecord:
   arch: str
   reason: str
   params: int
-  selection_loss: Optional[float]  # None: the only candidate, not evaluated
+  selection_loss: Optional[float]  # None: not evaluated (the only
+                                   # candidate) or diverged
+  diverged: bool = False           # its loss became NaN or infinite
 
 
 @dataclasses.dataclass
@@ -73,6 +76,8 @@ class IterationRecord:
 class SearchResult:
   records: List[IterationRecord]
   ended: Optional[str] = None     # why the search stopped early, if it did
+  diverged: bool = False          # it stopped because every candidate of an
+                                  # iteration diverged
   estimator: object = None
   export_path: Optional[str] = None  # the SavedModel, when exported
 
@@ -199,7 +204,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   evaluator = estimator._evaluator  # pylint: disable=protected-access
   done = {r.iteration: r for r in load_records(model_dir)}
   records: List[IterationRecord] = []
-  ended = None
+  ended, diverged = None, False
   steps = c.steps_per_iteration
   writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
   overheads: List[float] = []  # seconds outside training steps, per iteration
@@ -217,7 +222,11 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     try:
       estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
     except SearchEnded as e:
-      ended = str(e)
+      ended, diverged = str(e), isinstance(e, SearchDiverged)
+      break
+    except tf.compat.v1.train.NanLossDuringTrainingError:
+      # Only when every candidate's loss is NaN (see compat.py).
+      ended, diverged = _diverged_message(c, t, generator, records), True
       break
     if t in done:
       records.append(done[t])
@@ -225,8 +234,15 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     train_seconds = time.time() - start
     trained = (t + 1) * steps - max(first_step, t * steps)
     evaluator.last_values = []  # adanet skips it when one candidate remains
-    metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
-                                 name="test")
+    try:
+      metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
+                                   name="test")
+    except SearchDiverged as e:
+      ended, diverged = str(e), True
+      break
+    if evaluator.diverged:  # it fell back on the previous ensemble
+      ended, diverged = _diverged_message(c, t, generator, records), True
+      break
     record = _record(t, metrics, generator, evaluator, time.time() - start,
                      records)
     record.train_seconds = round(train_seconds, 1)
@@ -247,7 +263,19 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   if export and records:
     export_path = export_saved_model(c, model_dir, estimator=estimator)
   return SearchResult(records=records, ended=ended, estimator=estimator,
-                      export_path=export_path)
+                      export_path=export_path, diverged=diverged)
+
+
+def _diverged_message(c, t: int, generator,
+                      records: List[IterationRecord]) -> str:
+  names = ", ".join(f"nasnet_{x.arch.slug}"
+                    for x in generator.proposals.get(t, ([], []))[1])
+  kept = (f"the ensemble of iteration {t} ({' + '.join(records[-1].ensemble_archs)}) "
+          "is kept" if records else "there is no ensemble to keep")
+  return (f"iteration {t + 1}: every candidate diverged ({names}: loss NaN or "
+          f"inf); {kept}; lower --config.learning_rate (now "
+          f"{c.learning_rate:g}) or --config.clip_gradients (now "
+          f"{c.clip_gradients:g})")
 
 
 def _mixture_weights(model_dir: str, t: int, ensemble: str) -> List[float]:
@@ -291,11 +319,14 @@ def _record(t, metrics, generator, evaluator, seconds,
   losses = list(evaluator.last_values)
   if len(losses) != offset + len(fitting):  # a lone candidate: not evaluated
     losses = [None] * (offset + len(fitting))
-  candidates = [
-      CandidateRecord(name=f"nasnet_{x.arch.slug}", arch=str(x.arch),
-                      reason=x.reason, params=x.params,
-                      selection_loss=losses[offset + i])
-      for i, x in enumerate(fitting)]
+  candidates = []
+  for i, x in enumerate(fitting):
+    loss = losses[offset + i]
+    diverged = loss is not None and not math.isfinite(loss)
+    candidates.append(CandidateRecord(
+        name=f"nasnet_{x.arch.slug}", arch=str(x.arch), reason=x.reason,
+        params=x.params, selection_loss=None if diverged else loss,
+        diverged=diverged))
   best = int(metrics[f"best_ensemble_index_{t}"]) - offset
   chosen = candidates[best]
   members = (previous[-1].ensemble_archs if previous else []) + [chosen.arch]

@@ -114,6 +114,9 @@ def main(argv):
         f"{os.path.join(model_dir, search.RECORDS_FILE)}")
   if result.export_path:
     print(f"SavedModel: {result.export_path}")
+  if result.diverged:  # not bad input: the run itself failed
+    print(f"improve-nas: {result.ended}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 def _export_only(model_dir: str) -> None:
