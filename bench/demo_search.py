@@ -4,13 +4,20 @@
 
 Reports wall seconds (the whole search: graph building, training, adanet's
 selection and the test evaluation of every iteration), the final ensemble's
-test accuracy on the 360 digits test images, and per-iteration figures.
+test accuracy on the 360 digits test images, per-iteration figures, and the
+process's memory: resident set size sampled every 50 ms, its peak during
+each iteration and after each iteration, the peak of the whole run
+(getrusage), and how much each iteration's peak grew against what the added
+member needs (its float32 weights, plus batch-norm statistics, held once).
+Pass --config.max_iterations=6 to see the trend over more iterations.
 """
 
 import json
 import os
+import resource
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +29,38 @@ from ml_collections import config_flags
 
 import improve_nas
 from improve_nas import search
+
+import psutil  # pylint: disable=g-bad-import-order
+
+MB = 1024.0 ** 2
+
+
+class MemorySampler(threading.Thread):
+  """Samples this process's resident set size; `take_peak` returns the peak
+  since the previous call."""
+
+  def __init__(self, every_secs=0.05):
+    super().__init__(daemon=True)
+    self._process = psutil.Process()
+    self._every = every_secs
+    self._peak = 0
+    self._lock = threading.Lock()
+    self._done = threading.Event()
+
+  def run(self):
+    while not self._done.wait(self._every):
+      rss = self._process.memory_info().rss
+      with self._lock:
+        self._peak = max(self._peak, rss)
+
+  def take_peak(self):
+    rss = self._process.memory_info().rss
+    with self._lock:
+      peak, self._peak = max(self._peak, rss), rss
+    return peak
+
+  def stop(self):
+    self._done.set()
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(improve_nas.__file__), "configs",
@@ -35,11 +74,36 @@ def main(argv):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
   c = flags.FLAGS.config
+  sampler = MemorySampler()
+  rss_before = psutil.Process().memory_info().rss
+  memory = []
+
+  def iteration_done(record):
+    memory.append({"peak_rss_mb": round(sampler.take_peak() / MB, 1),
+                   "rss_after_mb": round(
+                       psutil.Process().memory_info().rss / MB, 1)})
+
+  sampler.start()
   with tempfile.TemporaryDirectory() as model_dir:
     start = time.time()
-    result = search.run_search(c, os.path.join(model_dir, "run"))
+    result = search.run_search(c, os.path.join(model_dir, "run"),
+                               on_iteration=iteration_done)
     seconds = time.time() - start
+  sampler.stop()
   last = result.records[-1]
+  added = [r.ensemble_params - (result.records[i - 1].ensemble_params
+                                if i else 0)
+           for i, r in enumerate(result.records)]
+  per_iteration = []
+  for i, (r, m) in enumerate(zip(result.records, memory)):
+    growth = m["peak_rss_mb"] - memory[i - 1]["peak_rss_mb"] if i else None
+    per_iteration.append({
+        "iteration": r.iteration, "chosen": r.chosen,
+        "test_accuracy": round(r.test_accuracy, 4), "seconds": r.seconds,
+        "added_member_params": added[i],
+        "added_member_weights_mb": round(added[i] * 4 / MB, 3),
+        "peak_growth_mb": None if growth is None else round(growth, 1),
+        **m})
   print(json.dumps({
       "benchmark": "demo_search",
       "cpu_count": os.cpu_count(),
@@ -49,9 +113,11 @@ def main(argv):
       "final_test_accuracy": round(last.test_accuracy, 4),
       "final_ensemble": last.ensemble_archs,
       "final_ensemble_params": last.ensemble_params,
-      "per_iteration": [{"iteration": r.iteration, "chosen": r.chosen,
-                         "test_accuracy": round(r.test_accuracy, 4),
-                         "seconds": r.seconds} for r in result.records],
+      "rss_before_search_mb": round(rss_before / MB, 1),
+      # ru_maxrss is in KiB on Linux.
+      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                           / 1024.0, 1),
+      "per_iteration": per_iteration,
   }))
 
 

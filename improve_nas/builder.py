@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zlib
 from typing import Any, Dict
 
 import adanet
@@ -56,6 +57,7 @@ class TrainingConfig:
   aux_head_weight: float = 0.4
   knowledge_distillation: str = "adaptive"
   kd_temperature: float = 1.0
+  seed: int = 42  # initial weights; drop-path noise (with the global step)
 
   def __post_init__(self):
     distillation.check_mode(self.knowledge_distillation)
@@ -90,16 +92,34 @@ class NasnetBuilder(adanet.subnetwork.Builder):
         tf.cast(iteration_step, tf.float32) /
         float(self._training.steps_per_iteration), 1.0)
 
+  def _noise_seed(self, iteration_step) -> tf.Tensor:
+    """Drop-path seed of this training step: (global step, config seed).
+
+    Stateless, so a run resumed from a checkpoint draws what an
+    uninterrupted run would have; adanet increments the steps only after
+    every train op has run, so the read is the step being trained.
+    """
+    step = tf.compat.v1.train.get_global_step()
+    step = iteration_step if step is None else step
+    return tf.stack([tf.cast(step, tf.int64),
+                     tf.constant(self._training.seed, tf.int64)])
+
   def build_subnetwork(self, features, logits_dimension, training,
                        iteration_step, summary, previous_ensemble=None):
     cfg = self._training
     images = features[IMAGE_KEY]
+    members = (len(previous_ensemble.weighted_subnetworks)
+               if previous_ensemble else 0)
+    # Initial weights depend on the seed, the architecture and the member's
+    # position, so a constant generator's members do not start alike.
+    init_seed = zlib.crc32(f"{cfg.seed}/{self._arch}/{members}".encode())
     tower = NasnetTower(self._arch, logits_dimension,
                         use_aux_head=cfg.use_aux_head,
                         drop_path_keep_prob=cfg.drop_path_keep_prob,
-                        name="nasnet")
+                        name="nasnet", seed=init_seed)
     progress = self._progress(iteration_step)
-    outputs = tower(images, training=training, progress=progress)
+    outputs = tower(images, training=training, progress=progress,
+                    seed=self._noise_seed(iteration_step) if training else None)
     params = int(sum(np.prod(v.shape.as_list())
                      for v in tower.trainable_weights if "/aux_" not in v.name))
     shared: Dict[str, Any] = {

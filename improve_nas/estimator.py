@@ -117,9 +117,10 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
               source: Optional[datasets.Source] = None) -> InputFns:
   """Training, evaluation and selection input_fns for config `c`.
 
-  Training input is shuffled and augmented with a seed that changes with the
-  latest checkpoint in `model_dir`, so each adanet iteration sees a new order
-  and a resumed run repeats what an uninterrupted one would have seen.
+  Training input is shuffled and augmented with a seed that changes with
+  each iteration, so each adanet iteration sees a new order, and a run
+  resumed from a checkpoint in `model_dir` (even mid-iteration) sees what an
+  uninterrupted one would have seen.
   """
   source = source or datasets.load_source(c.dataset, c.data_dir or None)
   info = source.info
@@ -129,9 +130,18 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
   common = dict(image_size=size, batch_size=c.batch_size,
                 random_flip=c.random_flip, cutout_size=c.cutout_size,
                 shuffle_buffer=c.shuffle_buffer)
+
+  def resume_point():
+    """(seed, batches to skip): each iteration's input starts from the seed
+    plus the iteration's first global step, and a run resumed mid-iteration
+    skips the batches already trained on."""
+    step = latest_global_step(model_dir)
+    into = step % c.steps_per_iteration
+    return c.seed + step - into, into
+
   train = make_input_fn(
       source, PipelineConfig(split=c.train_split, training=True, **common),
-      seed_fn=lambda: c.seed + latest_global_step(model_dir))
+      seed_fn=resume_point)
   evaluation = make_input_fn(
       source, PipelineConfig(split=c.eval_split, **common))
   selection = make_input_fn(
@@ -200,7 +210,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       drop_path_keep_prob=c.drop_path_keep_prob,
       use_aux_head=c.use_aux_head, aux_head_weight=c.aux_head_weight,
       knowledge_distillation=c.knowledge_distillation,
-      kd_temperature=c.kd_temperature)
+      kd_temperature=c.kd_temperature, seed=c.seed)
   generator = make_generator(
       c.generator, c.initial_arch,
       builder_fn=lambda arch: NasnetBuilder(arch, training),
@@ -275,8 +285,11 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
   info = datasets.load_source(c.dataset, c.data_dir or None).info
   export_dir = export_dir or os.path.join(model_dir, "export")
   staging = os.path.join(export_dir, ".staging")
-  if tf.io.gfile.exists(staging):
-    tf.io.gfile.rmtree(staging)
+  # What an export killed part-way left behind; never a usable model.
+  for leftover in [staging] + tf.io.gfile.glob(
+      os.path.join(export_dir, "*.partial")):
+    if tf.io.gfile.exists(leftover):
+      tf.io.gfile.rmtree(leftover)
   exported = estimator.export_saved_model(staging,
                                           serving_input_receiver_fn(c, info))
   exported = exported.decode() if isinstance(exported, bytes) else exported

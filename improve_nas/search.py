@@ -17,6 +17,9 @@ import dataclasses
 import json
 import math
 import os
+import re
+import signal
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -29,7 +32,7 @@ from improve_nas.estimator import (export_saved_model, input_fns,
                                    latest_global_step, make_estimator)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 
-__all__ = ["CandidateRecord", "IterationRecord", "SearchResult", "run_search",
+__all__ = ["StopRequest", "CandidateRecord", "IterationRecord", "SearchResult", "run_search",
            "load_records", "load_search", "load_saved_config", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
            "check_model_dir", "check_model_dir_usable"]
 
@@ -78,6 +81,7 @@ class SearchResult:
   ended: Optional[str] = None     # why the search stopped early, if it did
   diverged: bool = False          # it stopped because every candidate of an
                                   # iteration diverged
+  interrupted: Optional[str] = None  # set when a signal stopped it: where
   estimator: object = None
   export_path: Optional[str] = None  # the SavedModel, when exported
 
@@ -176,14 +180,21 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
                overwrite: bool = False,
                on_progress: Optional[Callable[[Progress], None]] = None,
                progress_secs: float = 10.0,
-               export: bool = False) -> SearchResult:
+               export: bool = False,
+               stop: Optional[StopRequest] = None,
+               on_status: Optional[Callable[[str], None]] = None
+               ) -> SearchResult:
   """Runs (or resumes) the search of config `c` in `model_dir`.
 
   With `overwrite`, an existing model_dir is deleted once the config is known
   to be good; otherwise a search there with the same config is resumed.
   `on_iteration` gets each new IterationRecord; `on_progress` gets a
   `Progress` about every `progress_secs` seconds of training. With `export`,
-  the final ensemble is exported as a SavedModel to MODEL_DIR/export.
+  the final ensemble is exported as a SavedModel to MODEL_DIR/export. With
+  an installed `stop` (see StopRequest), Ctrl-C or SIGTERM stops the search
+  at the next safe point with a checkpoint; `interrupted` says where.
+  `on_status` gets a line when a phase other than training starts (adanet's
+  selection and graph growing, the test evaluation, the export).
 
   Raises:
     ConfigError: a bad config, or a model_dir holding another search.
@@ -204,7 +215,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   evaluator = estimator._evaluator  # pylint: disable=protected-access
   done = {r.iteration: r for r in load_records(model_dir)}
   records: List[IterationRecord] = []
-  ended, diverged = None, False
+  ended, diverged, interrupted = None, False, None
   steps = c.steps_per_iteration
   writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
   overheads: List[float] = []  # seconds outside training steps, per iteration
@@ -212,6 +223,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     start = time.time()
     first_step = latest_global_step(model_dir)
     hooks = [ImageSummaryHook(model_dir, c.save_summary_steps)]
+    if stop is not None:
+      hooks.append(_StopHook(stop))
     progress = None
     if on_progress and t not in done:
       progress = ProgressHook(
@@ -219,6 +232,10 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
           every_secs=progress_secs,
           overhead=sum(overheads) / len(overheads) if overheads else None)
       hooks.append(progress)
+    status = on_status or (lambda line: None)
+    if t and t not in done and _checkpoint_iteration(model_dir) < t:
+      status(f"iteration {t + 1}/{c.max_iterations}: selecting the best "
+             f"candidate of iteration {t} and growing the graph")
     try:
       estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
     except SearchEnded as e:
@@ -228,12 +245,20 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
       # Only when every candidate's loss is NaN (see compat.py).
       ended, diverged = _diverged_message(c, t, generator, records), True
       break
+    if stop is not None and stop.signal is not None:
+      step = latest_global_step(model_dir)
+      if step < (t + 1) * steps:
+        interrupted = (f"stopped at step {step - t * steps} of iteration "
+                       f"{t + 1}; checkpoint saved")
+        break
     if t in done:
       records.append(done[t])
       continue
     train_seconds = time.time() - start
     trained = (t + 1) * steps - max(first_step, t * steps)
     evaluator.last_values = []  # adanet skips it when one candidate remains
+    status(f"iteration {t + 1}/{c.max_iterations}: evaluating the chosen "
+           f"ensemble on {c.eval_split!r}")
     try:
       metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
                                    name="test")
@@ -257,13 +282,71 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     _summarize(writer, record)
     if on_iteration:
       on_iteration(records[-1])
+    if (stop is not None and stop.signal is not None and
+        t + 1 < c.max_iterations):
+      interrupted = f"stopped after iteration {t + 1}"
+      break
   _write_records(model_dir, records, ended)
   writer.close()
+  if (stop is not None and stop.signal is not None and export and records
+      and not interrupted):
+    interrupted = "stopped before the export"
   export_path = None
-  if export and records:
+  if export and records and not interrupted:
+    if on_status:
+      on_status(f"exporting the final ensemble to "
+                f"{os.path.join(model_dir, 'export')}")
     export_path = export_saved_model(c, model_dir, estimator=estimator)
   return SearchResult(records=records, ended=ended, estimator=estimator,
-                      export_path=export_path, diverged=diverged)
+                      export_path=export_path, diverged=diverged,
+                      interrupted=interrupted)
+
+
+class StopRequest:
+  """Turns SIGINT (Ctrl-C) and SIGTERM into a clean stop while installed
+  (`with StopRequest() as stop:`, main thread only).
+
+  The first signal sets `signal`; training stops after the step in flight,
+  tf.estimator's CheckpointSaverHook writes a checkpoint of that step, and
+  `run_search` returns. A second signal raises KeyboardInterrupt at once.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signal: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self) -> "StopRequest":
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signal is not None:
+      self.__exit__()
+      raise KeyboardInterrupt
+    self.signal = signum
+
+
+class _StopHook(tf.compat.v1.train.SessionRunHook):
+  """Ends the training session after the current step once a stop is
+  requested; the session's end writes the checkpoint."""
+
+  def __init__(self, stop: StopRequest):
+    self._stop = stop
+
+  def after_run(self, run_context, run_values):
+    del run_values
+    if self._stop.signal is not None:
+      run_context.request_stop()
 
 
 def _diverged_message(c, t: int, generator,
@@ -276,6 +359,16 @@ def _diverged_message(c, t: int, generator,
           f"inf); {kept}; lower --config.learning_rate (now "
           f"{c.learning_rate:g}) or --config.clip_gradients (now "
           f"{c.clip_gradients:g})")
+
+
+def _checkpoint_iteration(model_dir: str) -> int:
+  """The adanet iteration of the latest checkpoint (0 when none)."""
+  if not tf.train.latest_checkpoint(model_dir):
+    return 0
+  names = tf.train.load_checkpoint(model_dir).get_variable_to_shape_map()
+  return max((int(m.group(1)) for n in names
+              for m in [re.match(r"adanet/iteration_(\d+)/iteration_number$",
+                                 n)] if m), default=0)
 
 
 def _mixture_weights(model_dir: str, t: int, ensemble: str) -> List[float]:

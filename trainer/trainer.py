@@ -102,12 +102,24 @@ def main(argv):
     def show(p):
       print(progress.format_progress(p), flush=True)
 
-    result = search.run_search(
-        c, model_dir, on_iteration=iteration_done, overwrite=FLAGS.overwrite,
-        on_progress=show if FLAGS.progress_secs > 0 else None,
-        progress_secs=FLAGS.progress_secs, export=FLAGS.export)
+    with search.StopRequest() as stop:
+      result = search.run_search(
+          c, model_dir, on_iteration=iteration_done,
+          overwrite=FLAGS.overwrite,
+          on_progress=show if FLAGS.progress_secs > 0 else None,
+          progress_secs=FLAGS.progress_secs, export=FLAGS.export, stop=stop,
+          on_status=(lambda line: print(f"  {line}", flush=True))
+          if FLAGS.progress_secs > 0 else None)
   except ConfigError as e:
     _fail(str(e))
+  except KeyboardInterrupt:  # a second Ctrl-C: no clean stop
+    print("improve-nas: interrupted; the last checkpoint is kept: run the "
+          "same command to resume", file=sys.stderr)
+    sys.exit(130)
+  if result.interrupted:
+    print(f"improve-nas: {result.interrupted}; run the same command to "
+          "resume", file=sys.stderr, flush=True)
+    sys.exit(128 + stop.signal)
   print()
   print(report.format_table(result.records, result.ended))
   print(f"\ntotal {time.time() - start:.0f}s; records in "

@@ -132,12 +132,14 @@ def make_input_fn(source, config: PipelineConfig,
     source: the dataset (see `improve_nas.data.datasets.load_source`).
     config: the pipeline settings.
     seed_fn: returns the shuffle/augmentation seed each time the input_fn is
-      called (adanet calls it again every iteration); defaults to config.seed.
+      called (adanet calls it again every iteration), or (seed, batches to
+      skip) to resume a stream part-way; defaults to config.seed.
   """
 
   def input_fn(params=None):
     del params
     seed = seed_fn() if seed_fn else config.seed
+    seed, skip = seed if isinstance(seed, tuple) else (seed, 0)
     ds = source.read(config.split, shuffle_files=config.training, seed=seed)
     ds = ds.map(lambda ex: (ex["image"], ex["label"]))
     if not config.training:
@@ -154,6 +156,8 @@ def make_input_fn(source, config: PipelineConfig,
     ds = ds.batch(config.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, seeds))
+    if skip:  # before augmentation: skipped batches cost only their reading
+      ds = ds.skip(skip)
 
     def train_batch(batch, batch_seed):
       images, labels = batch

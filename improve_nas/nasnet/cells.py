@@ -99,20 +99,22 @@ class Cell(tf.keras.layers.Layer):
         tf.cast(progress, tf.float32), 0.0, 1.0)
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, inputs, training=None, progress=1.0):
+  def call(self, inputs, training=None, progress=1.0, seed=None):
     older, prev = inputs
     if self.older_proj is not None:
       older = self.older_proj(older, training=training)
     states = [self.prev_proj(prev, training=training), older]
     keep_prob = self.keep_prob(progress)
-    for pair in self.block_ops:
+    for b, pair in enumerate(self.block_ops):
       outs = []
-      for op, state, layer in pair:
+      for side, (op, state, layer) in enumerate(pair):
         net = states[state]
         if layer is not None:
           net = layer(net, training=training)
         if op != "id":
-          net = self.drop_path(net, keep_prob, training=training)
+          site = None if seed is None else (
+              tf.random.experimental.stateless_fold_in(seed, 2 * b + side))
+          net = self.drop_path(net, keep_prob, training=training, seed=site)
         outs.append(net)
       states.append(outs[0] + outs[1])
     return tf.concat([states[i] for i in self.spec.outputs], axis=-1)

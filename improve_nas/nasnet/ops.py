@@ -6,10 +6,14 @@ time adanet rebuilds a tower in a new graph.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Optional
+
 import tensorflow as tf
 
 __all__ = [
-    "BN_MOMENTUM", "BN_EPSILON", "kernel_initializer", "batch_norm",
+    "BN_MOMENTUM", "BN_EPSILON", "SeedStream", "seeds_from",
+    "kernel_initializer", "batch_norm",
     "DropPath", "ReluConvBn", "SepConvStack", "FactorizedReduction",
     "make_op",
 ]
@@ -18,10 +22,43 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
+class SeedStream:
+  """Initializer seeds seed*K+1, seed*K+2, ... for the layers of one tower.
+
+  Keras draws the seed of an unseeded initializer from an unseeded Python
+  generator, so without one two runs start from different weights even with
+  a graph-level seed.
+  """
+
+  def __init__(self, seed: int):
+    self._base = (int(seed) * 1_000_003) % (2 ** 31 - 1)
+    self._count = 0
+
+  def next(self) -> int:
+    self._count += 1
+    return (self._base + self._count) % (2 ** 31 - 1)
+
+
+_STREAMS: list = []  # the active SeedStream is the last one
+
+
+@contextlib.contextmanager
+def seeds_from(stream: Optional[SeedStream]):
+  """Layers created inside the block take their initializer seeds from
+  `stream` (unseeded when it is None)."""
+  _STREAMS.append(stream)
+  try:
+    yield
+  finally:
+    _STREAMS.pop()
+
+
 def kernel_initializer() -> tf.keras.initializers.Initializer:
   """Variance scaling on fan-out, as NASNet does for its weights."""
+  stream = _STREAMS[-1] if _STREAMS else None
   return tf.keras.initializers.VarianceScaling(
-      scale=2.0, mode="fan_out", distribution="truncated_normal")
+      scale=2.0, mode="fan_out", distribution="truncated_normal",
+      seed=stream.next() if stream else None)
 
 
 def batch_norm(name: str) -> tf.keras.layers.BatchNormalization:
@@ -42,12 +79,19 @@ class DropPath(tf.keras.layers.Layer):
   """
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, inputs, keep_prob, training=None):
+  def call(self, inputs, keep_prob, training=None, seed=None):
+    """`seed`: int64 [2] for stateless noise (the same seed drops the same
+    paths, so a resumed run repeats an uninterrupted one); None draws from
+    TensorFlow's stateful generator."""
     if not training:
       return inputs
     keep_prob = tf.cast(keep_prob, inputs.dtype)
     batch = tf.shape(inputs)[0]
-    noise = tf.random.uniform([batch, 1, 1, 1], dtype=inputs.dtype)
+    if seed is None:
+      noise = tf.random.uniform([batch, 1, 1, 1], dtype=inputs.dtype)
+    else:
+      noise = tf.random.stateless_uniform([batch, 1, 1, 1], seed,
+                                          dtype=inputs.dtype)
     mask = tf.floor(keep_prob + noise)
     return inputs / keep_prob * mask
 

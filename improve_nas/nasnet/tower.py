@@ -31,8 +31,10 @@ class NasnetTower(tf.keras.layers.Layer):
   head, and an auxiliary head after the second stack (training only).
 
   Call it on channels-last images of any size divisible by 4 and any number of
-  channels: `tower(images, training=..., progress=...)` where progress in [0, 1]
-  drives the drop-path schedule (e.g. iteration_step / steps_per_iteration).
+  channels: `tower(images, training=..., progress=..., seed=...)` where
+  progress in [0, 1] drives the drop-path schedule (e.g. iteration_step /
+  steps_per_iteration) and seed (int64 [2], optional) makes drop path
+  stateless. The constructor's `seed` seeds the weight initializers.
 
   Returns:
     A dict with "logits", "last_layer" (the pooled penultimate features) and,
@@ -41,8 +43,18 @@ class NasnetTower(tf.keras.layers.Layer):
 
   def __init__(self, arch: ArchSpec, num_classes: int,
                use_aux_head: bool = True, drop_path_keep_prob: float = 0.6,
-               dropout_rate: float = 0.0, name: str = "nasnet", **kwargs):
+               dropout_rate: float = 0.0, name: str = "nasnet",
+               seed: Optional[int] = None, **kwargs):
     super().__init__(name=name, **kwargs)
+    # Initializer seeds, for the layers made here and those built on the
+    # first call; None leaves them unseeded.
+    self._seeds = None if seed is None else ops.SeedStream(seed)
+    with ops.seeds_from(self._seeds):
+      self._make_layers(arch, num_classes, use_aux_head,
+                        drop_path_keep_prob, dropout_rate)
+
+  def _make_layers(self, arch, num_classes, use_aux_head,
+                   drop_path_keep_prob, dropout_rate):
     self.arch = ArchSpec.parse(arch)
     self.num_classes = num_classes
     self.use_aux_head = use_aux_head
@@ -84,6 +96,10 @@ class NasnetTower(tf.keras.layers.Layer):
         name="logits")
 
   def build(self, input_shape):
+    with ops.seeds_from(self._seeds):
+      self._build(input_shape)
+
+  def _build(self, input_shape):
     shape = tf.TensorShape(input_shape)
     for size in (shape[1], shape[2]):
       if size is not None:
@@ -115,13 +131,20 @@ class NasnetTower(tf.keras.layers.Layer):
     return self.aux_dense(tf.reduce_mean(net, axis=[1, 2]))
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, images, training=None, progress=1.0) -> Dict[str, tf.Tensor]:
+  def call(self, images, training=None, progress=1.0,
+           seed=None) -> Dict[str, tf.Tensor]:
+    with ops.seeds_from(self._seeds):  # cells build on their first call
+      return self._call(images, training, progress, seed)
+
+  def _call(self, images, training, progress, seed) -> Dict[str, tf.Tensor]:
     net = self.stem_bn(self.stem_conv(images), training=training)
     older, prev = net, net
     outputs = {}
     for i, cell in enumerate(self.cells):
+      cell_seed = None if seed is None else (
+          tf.random.experimental.stateless_fold_in(seed, i))
       older, prev = prev, cell([older, prev], training=training,
-                               progress=progress)
+                               progress=progress, seed=cell_seed)
       if i == self.aux_after and self.use_aux_head and training:
         outputs["aux_logits"] = self._aux_head(prev, training)
     net = tf.reduce_mean(tf.nn.relu(prev), axis=[1, 2])

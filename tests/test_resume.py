@@ -1,0 +1,178 @@
+"""Interruptions: a search killed with SIGKILL at any point, or stopped with
+Ctrl-C, resumes with the same command and ends exactly where an
+uninterrupted run with the same seed ends; two runs with the same seed agree.
+
+Every process a test starts is killed by the test, pass or fail.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+import tensorflow as tf
+
+from improve_nas import search
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 8
+# A search of tiny towers (adaptive KD, learned mixture weights), checkpointing
+# every 4 steps; constant generator in the fast suite, dynamic (two candidates
+# per iteration) with --runslow.
+FLAGS = ["--config.image_size=8", "--config.initial_arch=1@24",
+         "--config.width_increment=24", "--config.max_iterations=2",
+         f"--config.steps_per_iteration={STEPS}", "--config.batch_size=8",
+         "--config.eval_steps=2", "--config.evaluator_steps=2",
+         "--config.shuffle_buffer=256", "--config.save_summary_steps=5",
+         "--config.save_checkpoints_steps=4", "--config.use_aux_head=False",
+         "--progress_secs=0.001"]
+
+
+class Run:
+  """One `improve-nas` process; `until(pattern, sig)` sends `sig` when a line
+  of its output matches, then waits for it to end."""
+
+  def __init__(self, model_dir, generator):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT,
+               PYTHONUNBUFFERED="1")
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer.trainer", *FLAGS,
+         f"--config.generator={generator}", f"--model_dir={model_dir}"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    self.lines = []
+    self.signalled = False
+
+  def until(self, pattern=None, sig=signal.SIGKILL, timeout=400, path=None):
+    """`path`: instead of a pattern, kill as soon as this path exists."""
+    watchdog = threading.Timer(timeout, self.proc.kill)
+    watchdog.start()
+    done = threading.Event()
+
+    def watch():
+      while not done.wait(0.01):
+        if os.path.exists(path):
+          self.proc.send_signal(sig)
+          self.signalled = True
+          return
+
+    if path:
+      threading.Thread(target=watch, daemon=True).start()
+    try:
+      for line in self.proc.stdout:
+        self.lines.append(line)
+        if pattern and not self.signalled and re.search(pattern, line):
+          self.proc.send_signal(sig)
+          self.signalled = True
+      self.proc.wait()
+    finally:
+      done.set()
+      watchdog.cancel()
+      if self.proc.poll() is None:
+        self.proc.kill()
+        self.proc.wait()
+    assert not (pattern or path) or self.signalled, (
+        f"{pattern or path!r} never appeared:\n{self.output[-3000:]}")
+    return self
+
+  @property
+  def output(self):
+    return "".join(self.lines)
+
+  @property
+  def returncode(self):
+    return self.proc.returncode
+
+
+def _records(model_dir):
+  with open(os.path.join(model_dir, search.RECORDS_FILE)) as f:
+    return json.load(f)["iterations"]  # strict JSON, never half-written
+
+
+def _summary(records):
+  """What must agree between runs: choices, and metrics as printed."""
+  return [(r["iteration"], r["chosen"], r["ensemble_archs"],
+           r["ensemble_params"], r["global_step"],
+           f"{r['test_accuracy']:.4f}", f"{r['test_loss']:.4f}",
+           [(x["name"], None if x["selection_loss"] is None
+             else f"{x['selection_loss']:.4f}") for x in r["candidates"]],
+           [f"{w:.4f}" for w in r["mixture_weights"]])
+          for r in records]
+
+
+def _exports(model_dir):
+  return sorted(os.listdir(os.path.join(model_dir, "export")))
+
+
+_REFERENCES = {}
+
+
+def _reference(generator, tmp_path_factory):
+  """model_dir of an uninterrupted run (one per generator and session)."""
+  if generator not in _REFERENCES:
+    model_dir = str(tmp_path_factory.mktemp(f"reference_{generator}"))
+    run = Run(model_dir, generator).until()
+    assert run.returncode == 0, run.output[-3000:]
+    _REFERENCES[generator] = model_dir
+  return _REFERENCES[generator]
+
+
+GENERATORS = ["constant", pytest.param("dynamic", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_killed_at_every_stage_resumes_to_the_uninterrupted_result(
+    generator, tmp_path, tmp_path_factory):
+  reference = _reference(generator, tmp_path_factory)
+  model_dir = str(tmp_path / "run")
+  # 1. Ctrl-C in the middle of iteration 1: a clean stop with a checkpoint.
+  run = Run(model_dir, generator).until(r"iteration 1/2  step [2-5]/", signal.SIGINT)
+  assert run.returncode == 130, run.output[-3000:]
+  stop = re.search(r"stopped at step (\d+) of iteration 1; checkpoint "
+                   r"saved; run the same command to resume", run.output)
+  assert stop, run.output[-3000:]
+  assert "Traceback" not in run.output
+  step = int(stop.group(1))
+  assert 2 <= step < STEPS
+  assert tf.train.latest_checkpoint(model_dir).endswith(f"-{step}")
+  # 2. SIGKILL while the finished iteration 1 is evaluated on the test split;
+  #    the resumed run went on from the checkpoint, not from step 0.
+  run = Run(model_dir, generator).until(r"iteration 1/2: evaluating the chosen")
+  assert run.returncode == -signal.SIGKILL
+  first = re.search(r"iteration 1/2  step (\d+)/", run.output)
+  assert first and int(first.group(1)) > step, run.output[-3000:]
+  assert _records(model_dir) == []
+  # 3. SIGKILL in adanet's bookkeeping between iterations 1 and 2 (selection
+  #    of iteration 1's best candidate, building the graph of iteration 2).
+  run = Run(model_dir, generator).until(r"iteration 2/2: selecting the best candidate")
+  assert len(_records(model_dir)) == 1
+  # 4. SIGKILL mid-iteration 2: iteration 1 is not trained again.
+  run = Run(model_dir, generator).until(r"iteration 2/2  step [5-7]/")
+  assert "iteration 1/2  step" not in run.output
+  assert len(_records(model_dir)) == 1
+  # 5. SIGKILL during the export of the final ensemble.
+  run = Run(model_dir, generator).until(
+      path=os.path.join(model_dir, "export", ".staging"))
+  assert len(_records(model_dir)) == 2
+  # 6. The same command once more: it only exports.
+  run = Run(model_dir, generator).until()
+  assert run.returncode == 0, run.output[-3000:]
+  assert " step " not in run.output
+  assert _summary(_records(model_dir)) == _summary(_records(reference))
+  # One complete SavedModel; nothing half-written is left behind.
+  [export] = _exports(model_dir)
+  assert export.isdigit()
+  served = tf.saved_model.load(os.path.join(model_dir, "export", export))
+  assert "serving_default" in served.signatures
+
+
+@pytest.mark.slow
+def test_two_runs_with_one_seed_agree(tmp_path, tmp_path_factory):
+  reference = _reference("dynamic", tmp_path_factory)
+  model_dir = str(tmp_path / "again")
+  run = Run(model_dir, "dynamic").until()
+  assert run.returncode == 0, run.output[-3000:]
+  assert _summary(_records(model_dir)) == _summary(_records(reference))
