@@ -427,30 +427,3 @@ def test_command_line_search_on_cifar_binary_files(tmp_path):
   out = serve(image=tf.zeros((2, 32, 32, 3), tf.uint8))
   assert out["probabilities"].shape == (2, 10)
   assert out["class_ids"].shape == (2,)
-
-
-@pytest.mark.parametrize("problem", ["truncated", "pickle", "unprepared"])
-def test_command_line_data_errors_exit_2(tmp_path, problem):
-  from test_cli import _run  # pylint: disable=g-import-not-at-top
-  data_dir = tmp_path / "data"
-  data_dir.mkdir()
-  expected = str(data_dir)
-  if problem == "truncated":
-    folder, _ = write_cifar(str(data_dir), "cifar10", CIFAR10_COUNTS)
-    path = os.path.join(folder, "test_batch.bin")
-    with open(path, "r+b") as f:
-      f.truncate(3073 * 2 + 17)
-    expected = path
-  elif problem == "pickle":
-    (data_dir / "cifar-10-batches-py").mkdir()
-    (data_dir / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
-  model_dir = tmp_path / "existing"
-  model_dir.mkdir()
-  (model_dir / "keep.txt").write_text("precious")
-  proc = _run("trainer.trainer", "--config.dataset=cifar10",
-              f"--config.data_dir={data_dir}", f"--model_dir={model_dir}",
-              "--overwrite")
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and expected in lines[0], proc.stderr
-  assert sorted(os.listdir(model_dir)) == ["keep.txt"]

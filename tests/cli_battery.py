@@ -1,0 +1,67 @@
+"""Runs many `improve-nas` command lines cheaply: one process imports the
+command (and TensorFlow) once, then forks a fresh child per command line; each
+child parses its own flags and runs the real `trainer.trainer.run()`, with
+stdout and stderr captured and its exit status collected.
+
+    python tests/cli_battery.py CASES.json RESULTS.json
+
+CASES.json: [{"argv": [...], "user": "nobody"?}, ...]; RESULTS.json:
+[{"returncode": int, "stdout": str, "stderr": str}, ...]. With "user", a
+child started as root runs as that user, so permissions apply to it.
+"""
+
+import json
+import os
+import pwd
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from trainer import trainer  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def _run_case(case, out_path, err_path):
+  pid = os.fork()
+  if pid == 0:  # the child: a whole command-line run
+    code = 70
+    try:
+      with open(out_path, "w") as out, open(err_path, "w") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+      if case.get("user") and os.geteuid() == 0:
+        user = pwd.getpwnam(case["user"])
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+      sys.argv = ["improve-nas", *case["argv"]]
+      try:
+        trainer.run()
+        code = 0
+      except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None
+                                                       else 1)
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
+  _, status = os.waitpid(pid, 0)
+  with open(out_path) as out, open(err_path) as err:
+    return {"returncode": os.waitstatus_to_exitcode(status),
+            "stdout": out.read(), "stderr": err.read()}
+
+
+def main(cases_path, results_path):
+  with open(cases_path) as f:
+    cases = json.load(f)
+  results = []
+  with tempfile.TemporaryDirectory() as scratch:
+    for i, case in enumerate(cases):
+      results.append(_run_case(case, os.path.join(scratch, f"{i}.out"),
+                               os.path.join(scratch, f"{i}.err")))
+  with open(results_path, "w") as f:
+    json.dump(results, f)
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])

@@ -1,0 +1,193 @@
+"""The bad-input battery: every wrong flag, config value, dataset, data
+directory or model_dir is one line on stderr naming the value and the fix,
+exit status 2, no traceback, and the model_dir exactly as it was.
+
+The command lines run through tests/cli_battery.py: the real command in a
+fresh forked process each, after one shared import of TensorFlow.
+"""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from test_data import CIFAR10_COUNTS, write_cifar
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (name, argv without --model_dir, substrings the one line must hold).
+# "{data}" is a prepared folder of CIFAR-10 binary files, "{empty}" an empty
+# folder, "{file}" a plain file, "{truncated}" a folder whose test file is
+# cut, "{pickle}" a folder with the python-pickle CIFAR distribution.
+CASES = [
+    ("unknown flag", ["--no_such_flag=1"], ["no_such_flag"]),
+    ("unknown config field", ["--config.no_such_field=1"], ["no_such_field"]),
+    ("stray argument", ["train"], ["unexpected arguments", "train"]),
+    ("int field given a word", ["--config.batch_size=abc"],
+     ["batch_size", "abc"]),
+    ("float field given a word", ["--config.learning_rate=fast"],
+     ["learning_rate", "fast"]),
+    ("bool field given a word", ["--config.quick=maybe"], ["quick", "maybe"]),
+    ("zero batch size", ["--config.batch_size=0"],
+     ["config.batch_size=0", "positive integer"]),
+    ("negative batch size", ["--config.batch_size=-8"],
+     ["config.batch_size=-8", "positive integer"]),
+    ("zero steps per iteration", ["--config.steps_per_iteration=0"],
+     ["steps_per_iteration=0", "positive integer"]),
+    ("negative iterations", ["--config.max_iterations=-1"],
+     ["max_iterations=-1", "positive integer"]),
+    ("negative image size", ["--config.image_size=-4"],
+     ["image_size=-4", ">= 0"]),
+    ("image size the tower cannot halve twice", ["--config.image_size=10"],
+     ["image_size=10", "multiple of 4"]),
+    ("negative evaluation steps", ["--config.eval_steps=-1"],
+     ["eval_steps=-1", ">= 0"]),
+    ("zero shuffle buffer", ["--config.shuffle_buffer=0"],
+     ["shuffle_buffer=0", "positive integer"]),
+    ("filters not a multiple of 24", ["--config.initial_arch=6@770"],
+     ["6@770", "6@768"]),
+    ("architecture that does not parse", ["--config.initial_arch=banana"],
+     ["banana", "N@P"]),
+    ("unknown generator", ["--config.generator=random"],
+     ["generator='random'", "constant"]),
+    ("unknown distillation mode", ["--config.knowledge_distillation=teacher"],
+     ["knowledge_distillation='teacher'", "adaptive"]),
+    ("budget below the smallest tower", ["--config.param_budget=10"],
+     ["param_budget=10", "raise it"]),
+    ("negative learning rate", ["--config.learning_rate=-0.1"],
+     ["learning_rate=-0.1", ">= 0"]),
+    ("zero distillation temperature", ["--config.kd_temperature=0.0"],
+     ["kd_temperature=0.0", "> 0"]),
+    ("keep probability above 1", ["--config.drop_path_keep_prob=1.5"],
+     ["drop_path_keep_prob=1.5", "(0, 1]"]),
+    ("negative progress interval", ["--progress_secs=-1"],
+     ["progress_secs=-1", ">= 0"]),
+    ("missing config file", ["--config=/no/such/config.py"],
+     ["config.py", "config file"]),
+    ("dataset that does not exist", ["--config.dataset=no_such_dataset"],
+     ["no_such_dataset"]),
+    ("split the dataset lacks", ["--config.eval_split=validation"],
+     ["validation", "test"]),
+    ("data directory that is missing",
+     ["--config.dataset=cifar10", "--config.data_dir={empty}/nope"],
+     ["{empty}/nope"]),
+    ("data directory that is empty",
+     ["--config.dataset=cifar10", "--config.data_dir={empty}"],
+     ["{empty}", "not prepared", "tfds build cifar10"]),
+    ("data directory that is a file",
+     ["--config.dataset=cifar10", "--config.data_dir={file}"],
+     ["{file}", "not a directory"]),
+    ("python-pickle CIFAR download instead of the binary one",
+     ["--config.dataset=cifar10", "--config.data_dir={pickle}"],
+     ["cifar-10-batches-py", "binary"]),
+    ("truncated data file",
+     ["--config.dataset=cifar10", "--config.data_dir={truncated}"],
+     ["test_batch.bin", "re-extract"]),
+]
+
+
+def _fill(value, paths):
+  for key, path in paths.items():
+    value = value.replace("{" + key + "}", path)
+  return value
+
+
+@pytest.fixture(scope="module")
+def battery(tmp_path_factory):
+  root = tmp_path_factory.mktemp("battery")
+  data, empty = root / "data", root / "empty"
+  data.mkdir()
+  empty.mkdir()
+  write_cifar(str(data), "cifar10", CIFAR10_COUNTS)
+  truncated = root / "truncated"
+  shutil.copytree(data, truncated)
+  with open(truncated / "cifar-10-batches-bin" / "test_batch.bin", "r+b") as f:
+    f.truncate(3073 * 2 + 17)
+  pickle = root / "pickle"
+  (pickle / "cifar-10-batches-py").mkdir(parents=True)
+  (pickle / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
+  blocker = root / "notes.txt"
+  blocker.write_text("mine")
+  paths = {"empty": str(empty), "file": str(blocker),
+           "truncated": str(truncated), "pickle": str(pickle)}
+  cases, model_dirs = [], []
+  for i, (_, argv, _) in enumerate(CASES):
+    model_dir = root / f"run{i}"
+    model_dir.mkdir()
+    (model_dir / "keep.txt").write_text("precious")
+    model_dirs.append(model_dir)
+    cases.append({"argv": [_fill(a, paths) for a in argv] +
+                          [f"--model_dir={model_dir}", "--overwrite"]})
+  # Where permissions count: as root the cases run as "nobody".
+  shared = tempfile.mkdtemp(prefix="improve_nas_battery_")
+  os.chmod(shared, 0o755)
+  locked = os.path.join(shared, "locked")
+  os.mkdir(locked)
+  unreadable = os.path.join(shared, "unreadable")
+  os.mkdir(unreadable)
+  writable = os.path.join(shared, "writable")
+  os.mkdir(writable)
+  os.chmod(writable, 0o777)
+  extra = [
+      ("model_dir that is a file", [f"--model_dir={blocker}"],
+       [str(blocker), "is a file"]),
+      ("model_dir under a file", [f"--model_dir={blocker}/run"],
+       [str(blocker), "is a file"]),
+      ("model_dir not writable", [f"--model_dir={locked}/run"],
+       [locked, "not writable"]),
+      ("data directory that is unreadable",
+       ["--config.dataset=cifar10", f"--config.data_dir={unreadable}",
+        f"--model_dir={writable}/run"], [unreadable, "not readable"]),
+  ]
+  for name, argv, _ in extra:
+    cases.append({"argv": argv + ["--overwrite"],
+                  "user": "nobody" if "writable" in name or
+                  "unreadable" in name else None})
+  os.chmod(locked, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP |
+           stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+  os.chmod(unreadable, 0)
+  cases_path, results_path = root / "cases.json", root / "results.json"
+  cases_path.write_text(json.dumps(cases))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  try:
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
+         str(cases_path), str(results_path)], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  finally:
+    os.chmod(unreadable, 0o755)
+    os.chmod(locked, 0o755)
+  results = json.loads(results_path.read_text())
+  yield {"cases": CASES + extra, "results": results, "paths": paths,
+         "model_dirs": model_dirs, "blocker": blocker,
+         "writable": writable}
+  shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_battery_has_at_least_25_cases(battery):
+  assert len(battery["results"]) >= 25
+
+
+@pytest.mark.parametrize("index", range(len(CASES) + 4))
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(battery, index):
+  name, _, expected = battery["cases"][index]
+  result = battery["results"][index]
+  lines = result["stderr"].strip().splitlines()
+  assert result["returncode"] == 2, (name, result)
+  assert len(lines) == 1, (name, result["stderr"][-3000:])
+  assert lines[0].startswith("improve-nas: error: "), (name, lines[0])
+  assert "Traceback" not in result["stderr"] + result["stdout"]
+  for text in expected:
+    assert _fill(text, battery["paths"]) in lines[0], (name, lines[0])
+  if index < len(CASES):
+    model_dir = battery["model_dirs"][index]
+    assert sorted(os.listdir(model_dir)) == ["keep.txt"], name
+    assert (model_dir / "keep.txt").read_text() == "precious"
+  assert battery["blocker"].read_text() == "mine"
+  assert not os.path.exists(os.path.join(battery["writable"], "run"))
