@@ -1,12 +1,15 @@
-"""Numerical faults: a candidate whose loss becomes NaN or infinite (an absurd
-learning rate) is never selected and does not stop the others; when every
-candidate of an iteration diverges the search stops with one clear line and
-keeps the ensemble found so far."""
+"""Faults: a candidate whose loss becomes NaN or infinite (an absurd learning
+rate) is never selected and does not stop the others; when every candidate of
+an iteration diverges the search stops with one clear line and keeps the
+ensemble found so far. A full disk while checkpointing is one line, exit 2,
+and leaves the last checkpoint intact."""
 
 import dataclasses
 import json
 import math
 import os
+import resource
+import signal
 import subprocess
 import sys
 
@@ -124,3 +127,52 @@ def test_every_candidate_diverging_at_once_is_one_line_exit_1(tmp_path):
   saved = search.load_search(str(model_dir))
   assert saved["records"] == [] and "diverged" in saved["ended"]
   assert not os.path.exists(model_dir / "export")
+
+
+def _cli(model_dir, *flags, preexec_fn=None):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  return subprocess.run(
+      [sys.executable, "-m", "trainer.trainer", "--config.quick=True",
+       "--config.generator=constant", "--noexport", "--progress_secs=0",
+       f"--model_dir={model_dir}", *flags], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_damages_nothing(
+    tmp_path):
+  model_dir = tmp_path / "run"
+  first = _cli(model_dir, "--config.max_iterations=1")
+  assert first.returncode == 0, first.stderr[-3000:]
+  before = tf.train.latest_checkpoint(str(model_dir))
+  reader = tf.train.load_checkpoint(before)
+  weights = {n: reader.get_tensor(n)
+             for n in reader.get_variable_to_shape_map()}
+  record = (model_dir / search.RECORDS_FILE).read_text()
+  # The disk "fills up": no file may grow past the largest checkpoint file
+  # there is, so the bigger checkpoint of the second iteration cannot be
+  # written (the write fails as on a full disk, EFBIG instead of ENOSPC).
+  limit = max(os.path.getsize(model_dir / name)
+              for name in os.listdir(model_dir) if ".data-" in name)
+
+  def full_disk():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+  full = _cli(model_dir, "--config.max_iterations=2", preexec_fn=full_disk)
+  lines = full.stderr.strip().splitlines()
+  assert full.returncode == 2, full.stderr[-3000:]
+  assert len(lines) == 1, full.stderr[-3000:]
+  assert lines[0].startswith(
+      f"improve-nas: error: could not write to --model_dir={model_dir} "
+      "(file too large); free space there and run the same command")
+  assert "Traceback" not in full.stderr
+  # Nothing is damaged: the last checkpoint and the record are as they were.
+  assert tf.train.latest_checkpoint(str(model_dir)) == before
+  reader = tf.train.load_checkpoint(before)
+  for name, value in weights.items():
+    np.testing.assert_array_equal(reader.get_tensor(name), value)
+  assert (model_dir / search.RECORDS_FILE).read_text() == record
+  # Space freed: the same command finishes the search.
+  done = _cli(model_dir, "--config.max_iterations=2")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert [r.iteration for r in search.load_records(str(model_dir))] == [0, 1]

@@ -191,7 +191,8 @@ def test_killed_at_every_stage_resumes_to_the_uninterrupted_result(
   assert "serving_default" in served.signatures
 
 
-@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.slow  # the fast suite: the first iteration of the test above
+@pytest.mark.parametrize("generator", ["constant", "dynamic"])
 def test_two_runs_with_one_seed_agree(generator, tmp_path, tmp_path_factory):
   reference = _reference(generator, tmp_path_factory)
   model_dir = str(tmp_path / "again")

@@ -16,8 +16,11 @@ flags or config values print one line and exit with status 2.
 
 from __future__ import annotations
 
+import errno
+import logging as logging_std
 import os
 import sys
+import threading
 import time
 
 from absl import app
@@ -69,6 +72,7 @@ def main(argv):
   if not verbose:  # adanet logs through absl at INFO.
     logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
+  _quiet_storage_failures()
   try:
     c = FLAGS.config
     c.get("dataset")  # A config file that failed to load raises here.
@@ -112,6 +116,15 @@ def main(argv):
           if FLAGS.progress_secs > 0 else None)
   except ConfigError as e:
     _fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    # TensorFlow reports a failed write as OpError, OSError or even
+    # IndexError (its event writer); the message says why.
+    reason = _storage_failure(e)
+    if reason is None:
+      raise
+    _fail(f"could not write to --model_dir={model_dir} ({reason}); free "
+          "space there and run the same command to resume from the last "
+          "checkpoint, which is intact")
   except KeyboardInterrupt:  # a second Ctrl-C: no clean stop
     print("improve-nas: interrupted; the last checkpoint is kept: run the "
           "same command to resume", file=sys.stderr)
@@ -129,6 +142,41 @@ def main(argv):
   if result.diverged:  # not bad input: the run itself failed
     print(f"improve-nas: {result.ended}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+# What a full disk (or a quota, or a file-size limit) looks like to a writer.
+_STORAGE_ERRORS = {errno.ENOSPC: "no space left on device",
+                   errno.EDQUOT: "disk quota exceeded",
+                   errno.EFBIG: "file too large"}
+
+
+def _storage_failure(error: Exception) -> "str | None":
+  """The reason if `error` says the disk is full, else None."""
+  if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS:
+    return _STORAGE_ERRORS[error.errno]
+  text = str(error).lower()
+  return next((reason for reason in _STORAGE_ERRORS.values()
+               if reason in text), None)
+
+
+class _QuietStorageFailures(logging_std.Filter):
+  """Drops TensorFlow's multi-line reports of a write that failed for lack
+  of space (its event-writer thread logs and raises them); the command then
+  says it in one line."""
+
+  def filter(self, record):
+    return _storage_failure(Exception(record.getMessage())) is None
+
+
+def _quiet_storage_failures() -> None:
+  logging_std.getLogger("tensorflow").addFilter(_QuietStorageFailures())
+  default_hook = threading.excepthook
+
+  def hook(args):
+    if _storage_failure(args.exc_value) is None:
+      default_hook(args)
+
+  threading.excepthook = hook
 
 
 def _export_only(model_dir: str) -> None:
