@@ -22,6 +22,7 @@ from improve_nas.generators import make_generator
 from improve_nas.nasnet.counting import count_params
 
 __all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
+           "newest_iteration",
            "input_fns", "resolve_image_size", "latest_global_step", "serving_input_receiver_fn",
            "export_saved_model", "SERVING_KEY"]
 
@@ -73,21 +74,23 @@ class RecordingEvaluator(adanet.Evaluator):
       self.diverged = bool(np.all(np.isnan(new)))
       if not self.diverged:
         return first_new + int(np.nanargmin(new))
-      if not self._iteration:
-        raise SearchDiverged(
-            "iteration 1: every candidate diverged (selection loss NaN or "
-            "inf), so there is no ensemble to keep; lower "
-            "--config.learning_rate or --config.clip_gradients")
+      if not self._iteration:  # run_search words the message
+        raise SearchDiverged("every candidate of iteration 1 diverged")
       return 0  # the previous ensemble: nothing new is added
     return best
 
 
+def newest_iteration(variable_names) -> int:
+  """The newest adanet iteration among variable names ("adanet/iteration_3/
+  ..."), 0 when there is none: the iteration a graph or checkpoint is for."""
+  return max((int(m.group(1)) for name in variable_names
+              for m in [re.match(r"adanet/iteration_(\d+)/", name)] if m),
+             default=0)
+
+
 def _graph_iteration(graph: tf.Graph) -> int:
-  """The adanet iteration a graph was built for (its newest variables)."""
-  numbers = [int(m.group(1)) for v in graph.get_collection(
-      tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
-             for m in [re.match(r"adanet/iteration_(\d+)/", v.op.name)] if m]
-  return max(numbers, default=0)
+  return newest_iteration(v.op.name for v in graph.get_collection(
+      tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
 
 
 def resolve_image_size(c: ml_collections.ConfigDict,

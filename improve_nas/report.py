@@ -140,8 +140,8 @@ def _csv_text(rows: List[Dict[str, object]]) -> str:
 
 
 _CSV_FIELDS = ("iteration", "candidate", "arch", "reason", "params",
-               "selection_loss", "diverged", "chosen", "mixture_weight", "ensemble_params",
-               "test_accuracy", "test_loss", "seconds", "steps_per_second")
+               "selection_loss", "diverged", "chosen", "mixture_weight",
+               "ensemble_params", "test_accuracy", "test_loss", "seconds", "steps_per_second")
 
 
 def _plot_architectures(records: List[IterationRecord], path: str) -> None:

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import signal
 import threading
 import time
@@ -29,11 +28,12 @@ import tensorflow as tf
 from improve_nas import config as config_lib
 from improve_nas.errors import ConfigError, SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
-                                   latest_global_step, make_estimator)
+                                   latest_global_step, make_estimator,
+                                   newest_iteration)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 
-__all__ = ["StopRequest", "CandidateRecord", "IterationRecord", "SearchResult", "run_search",
-           "load_records", "load_search", "load_saved_config", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
+__all__ = ["StopRequest", "CandidateRecord", "IterationRecord", "SearchResult",
+           "run_search", "load_records", "load_search", "load_saved_config", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
            "check_model_dir", "check_model_dir_usable"]
 
 RECORDS_FILE = "search.json"
@@ -216,6 +216,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   done = {r.iteration: r for r in load_records(model_dir)}
   records: List[IterationRecord] = []
   ended, diverged, interrupted = None, False, None
+  status = on_status or (lambda line: None)
+  stopping = lambda: stop is not None and stop.signal is not None
   steps = c.steps_per_iteration
   writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
   overheads: List[float] = []  # seconds outside training steps, per iteration
@@ -232,20 +234,22 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
           every_secs=progress_secs,
           overhead=sum(overheads) / len(overheads) if overheads else None)
       hooks.append(progress)
-    status = on_status or (lambda line: None)
     if t and t not in done and _checkpoint_iteration(model_dir) < t:
       status(f"iteration {t + 1}/{c.max_iterations}: selecting the best "
              f"candidate of iteration {t} and growing the graph")
     try:
       estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
+    except SearchDiverged:
+      ended, diverged = _diverged_message(c, t, generator, records), True
+      break
     except SearchEnded as e:
-      ended, diverged = str(e), isinstance(e, SearchDiverged)
+      ended = str(e)
       break
     except tf.compat.v1.train.NanLossDuringTrainingError:
       # Only when every candidate's loss is NaN (see compat.py).
       ended, diverged = _diverged_message(c, t, generator, records), True
       break
-    if stop is not None and stop.signal is not None:
+    if stopping():
       step = latest_global_step(model_dir)
       if step < (t + 1) * steps:
         interrupted = (f"stopped at step {step - t * steps} of iteration "
@@ -262,10 +266,9 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     try:
       metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
                                    name="test")
-    except SearchDiverged as e:
-      ended, diverged = str(e), True
-      break
-    if evaluator.diverged:  # it fell back on the previous ensemble
+    except SearchDiverged:  # the first iteration: nothing to fall back on
+      evaluator.diverged = True
+    if evaluator.diverged:  # it fell back on the previous ensemble, if any
       ended, diverged = _diverged_message(c, t, generator, records), True
       break
     record = _record(t, metrics, generator, evaluator, time.time() - start,
@@ -282,20 +285,17 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     _summarize(writer, record)
     if on_iteration:
       on_iteration(records[-1])
-    if (stop is not None and stop.signal is not None and
-        t + 1 < c.max_iterations):
+    if stopping() and t + 1 < c.max_iterations:
       interrupted = f"stopped after iteration {t + 1}"
       break
   _write_records(model_dir, records, ended)
   writer.close()
-  if (stop is not None and stop.signal is not None and export and records
-      and not interrupted):
+  if stopping() and export and records and not interrupted:
     interrupted = "stopped before the export"
   export_path = None
   if export and records and not interrupted:
-    if on_status:
-      on_status(f"exporting the final ensemble to "
-                f"{os.path.join(model_dir, 'export')}")
+    status(f"exporting the final ensemble to "
+           f"{os.path.join(model_dir, 'export')}")
     export_path = export_saved_model(c, model_dir, estimator=estimator)
   return SearchResult(records=records, ended=ended, estimator=estimator,
                       export_path=export_path, diverged=diverged,
@@ -353,8 +353,9 @@ def _diverged_message(c, t: int, generator,
                       records: List[IterationRecord]) -> str:
   names = ", ".join(f"nasnet_{x.arch.slug}"
                     for x in generator.proposals.get(t, ([], []))[1])
-  kept = (f"the ensemble of iteration {t} ({' + '.join(records[-1].ensemble_archs)}) "
-          "is kept" if records else "there is no ensemble to keep")
+  kept = (f"the ensemble of iteration {t} "
+          f"({' + '.join(records[-1].ensemble_archs)}) is kept" if records
+          else "there is no ensemble to keep")
   return (f"iteration {t + 1}: every candidate diverged ({names}: loss NaN or "
           f"inf); {kept}; lower --config.learning_rate (now "
           f"{c.learning_rate:g}) or --config.clip_gradients (now "
@@ -365,10 +366,8 @@ def _checkpoint_iteration(model_dir: str) -> int:
   """The adanet iteration of the latest checkpoint (0 when none)."""
   if not tf.train.latest_checkpoint(model_dir):
     return 0
-  names = tf.train.load_checkpoint(model_dir).get_variable_to_shape_map()
-  return max((int(m.group(1)) for n in names
-              for m in [re.match(r"adanet/iteration_(\d+)/iteration_number$",
-                                 n)] if m), default=0)
+  return newest_iteration(
+      tf.train.load_checkpoint(model_dir).get_variable_to_shape_map())
 
 
 def _mixture_weights(model_dir: str, t: int, ensemble: str) -> List[float]:

@@ -150,8 +150,8 @@ _STORAGE_ERRORS = {errno.ENOSPC: "no space left on device",
                    errno.EFBIG: "file too large"}
 
 
-def _storage_failure(error: Exception) -> "str | None":
-  """The reason if `error` says the disk is full, else None."""
+def _storage_failure(error: "Exception | str") -> "str | None":
+  """The reason if `error` (or a message) says the disk is full, else None."""
   if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS:
     return _STORAGE_ERRORS[error.errno]
   text = str(error).lower()
@@ -165,7 +165,7 @@ class _QuietStorageFailures(logging_std.Filter):
   says it in one line."""
 
   def filter(self, record):
-    return _storage_failure(Exception(record.getMessage())) is None
+    return _storage_failure(record.getMessage()) is None
 
 
 def _quiet_storage_failures() -> None:
