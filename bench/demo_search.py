@@ -17,7 +17,6 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,36 +30,7 @@ import improve_nas
 from improve_nas import search
 
 import psutil  # pylint: disable=g-bad-import-order
-
-MB = 1024.0 ** 2
-
-
-class MemorySampler(threading.Thread):
-  """Samples this process's resident set size; `take_peak` returns the peak
-  since the previous call."""
-
-  def __init__(self, every_secs=0.05):
-    super().__init__(daemon=True)
-    self._process = psutil.Process()
-    self._every = every_secs
-    self._peak = 0
-    self._lock = threading.Lock()
-    self._done = threading.Event()
-
-  def run(self):
-    while not self._done.wait(self._every):
-      rss = self._process.memory_info().rss
-      with self._lock:
-        self._peak = max(self._peak, rss)
-
-  def take_peak(self):
-    rss = self._process.memory_info().rss
-    with self._lock:
-      peak, self._peak = max(self._peak, rss), rss
-    return peak
-
-  def stop(self):
-    self._done.set()
+from rss_sampler import MB, MemorySampler  # pylint: disable=g-bad-import-order
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(improve_nas.__file__), "configs",
