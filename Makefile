@@ -32,6 +32,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/demo_search.py
+	$(PY) bench/memory_growth.py
 	$(PY) bench/input_pipeline.py
 
 clean:

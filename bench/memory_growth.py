@@ -8,10 +8,11 @@ each iteration legitimately needs more memory than the one before: the added
 member's weights, its operations in the graph and session, and its
 activations. This script measures both sides and prints one JSON object:
 
-1. What one member needs: fresh processes each build K frozen members
-   (inference mode, the config's architecture, image size and batch) in one
-   graph and run them in a session; the slope of their peak resident memory
-   over K = 1..N is the memory one more member costs.
+1. What one member needs: fresh processes each train one candidate tower
+   next to K frozen members (inference mode; the config's architecture,
+   image size and batch) in one plain TensorFlow graph with a checkpointing
+   session, as an iteration does but without adanet; the slope of their peak
+   resident memory over K = 0..N-1 is the memory one more member costs.
 2. What the search uses: the demo config with a constant generator (so every
    iteration adds the same member) for N iterations; resident memory sampled
    every 50 ms, the peak of each iteration, and its growth against the
@@ -49,55 +50,68 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_integer("iterations", 5, "Iterations of the search, and the "
                      "largest number of members probed.")
 flags.DEFINE_integer("steps", 50, "Training steps per iteration.")
-flags.DEFINE_integer("probe", 0, "Internal: build this many members, run "
-                     "them, print the peak resident memory and exit.")
+flags.DEFINE_integer("probe", -1, "Internal: train a candidate next to this "
+                     "many frozen members, print the peak resident memory "
+                     "and exit.")
 flags.DEFINE_string("probe_shape", "", "Internal: arch,size,channels,batch,"
                     "classes of the probe.")
 
 
 def _probe(members: int, shape: str) -> None:
-  """Builds `members` frozen towers in one graph, runs them, prints JSON."""
+  """Trains one candidate next to `members` frozen towers in one plain TF
+  graph (no adanet), the way an iteration does, and prints its peak."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from improve_nas.nasnet.arch import ArchSpec  # pylint: disable=g-import-not-at-top
   from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
   arch, size, channels, batch, classes = shape.split(",")
   size, channels, batch, classes = map(int, (size, channels, batch, classes))
+  arch = ArchSpec.parse(arch)
   sampler = MemorySampler()
   sampler.start()
-  with tf.Graph().as_default():
+  with tf.Graph().as_default(), tempfile.TemporaryDirectory() as ckpt_dir:
     images = tf.random.uniform([batch, size, size, channels], seed=1)
-    logits = [NasnetTower(ArchSpec.parse(arch), classes, use_aux_head=False,
-                          name=f"member_{i}", seed=i)(
+    labels = tf.random.uniform([batch], maxval=classes, dtype=tf.int32,
+                               seed=2)
+    frozen = [NasnetTower(arch, classes, use_aux_head=False,
+                          name=f"frozen_{i}", seed=i)(
                               images, training=False)["logits"]
               for i in range(members)]
-    total = tf.add_n(logits)
-    with tf.compat.v1.Session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
+    candidate = NasnetTower(arch, classes, use_aux_head=False,
+                            name="candidate", seed=members)
+    logits = candidate(images, training=True)["logits"]
+    ensemble = tf.add_n([tf.stop_gradient(f) for f in frozen] + [logits])
+    loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, ensemble)
+    step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9).minimize(
+        loss, global_step=step, var_list=candidate.trainable_weights)
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        checkpoint_dir=ckpt_dir, save_summaries_steps=None,
+        log_step_count_steps=None) as sess:
       for _ in range(20):
-        sess.run(total)
+        sess.run(train_op)
   sampler.stop()
   print(json.dumps({"members": members,
                     "peak_rss_mb": round(sampler.take_peak() / MB, 1)}))
 
 
 def _member_need(shape: str, most: int):
-  """Peak resident memory of K = 1..most members, each in a fresh process,
-  and its least-squares slope in MB per member."""
+  """Peak resident memory with K = 0..most-1 frozen members, each in a fresh
+  process, and its least-squares slope in MB per member."""
   peaks = []
-  for k in range(1, most + 1):
+  for k in range(most):
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), f"--probe={k}",
          f"--probe_shape={shape}"], check=True, capture_output=True,
         text=True).stdout
     peaks.append(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
-  slope = float(np.polyfit(np.arange(1, most + 1), peaks, 1)[0])
+  slope = float(np.polyfit(np.arange(most), peaks, 1)[0])
   return peaks, slope
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  if f.probe:
+  if f.probe >= 0:
     _probe(f.probe, f.probe_shape)
     return
   improve_nas.compat.set_tf_verbosity(False)

@@ -21,13 +21,15 @@ Shims:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
 import logging
 import os
 import sys
 import types
 
-__all__ = ["install", "set_tf_verbosity"]
+__all__ = ["install", "set_tf_verbosity", "release_freed_memory"]
 
 _OLD_GRAPH_VIEW = "tensorflow.python.training.tracking.graph_view"
 _NEW_GRAPH_VIEW = "tensorflow.python.checkpoint.graph_view"
@@ -111,6 +113,26 @@ def _summaries_release_graphs() -> None:
 
   ensemble_builder.monkey_patched_summaries = monkey_patched_summaries
   ensemble_builder._improve_nas_patched = True  # pylint: disable=protected-access
+
+
+def _libc_malloc_trim():
+  try:
+    return ctypes.CDLL("libc.so.6").malloc_trim
+  except (OSError, AttributeError):  # not glibc: nothing to trim
+    return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+  """Frees a finished graph now (it is a web of reference cycles, so only
+  the cycle collector frees it) and asks glibc to give freed heap pages back
+  to the system. Without this a long search keeps the high-water mark of
+  every earlier iteration resident."""
+  gc.collect()
+  if _MALLOC_TRIM is not None:
+    _MALLOC_TRIM(0)
 
 
 class _DropDivergedNotice(logging.Filter):

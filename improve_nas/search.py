@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional
 import ml_collections
 import tensorflow as tf
 
+from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas.errors import ConfigError, SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
@@ -279,6 +280,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
         model_dir, t, f"t{t}_{record.chosen}_grow_"
         f"{'learned' if c.learn_mixture_weights else 'uniform'}")
     records.append(record)
+    compat.release_freed_memory()  # this iteration's graphs are gone
     if progress is not None and progress.training_seconds:
       overheads.append(max(0.0, record.seconds - progress.training_seconds))
     _write_records(model_dir, records, ended)

@@ -4,7 +4,7 @@ Command (from the repository root, after `make install`):
 
     .venv/bin/improve-nas --model_dir=/tmp/improve_nas_demo
 
-Measured: 294 s on 2 CPU cores (export not included); three iterations of a
+Measured: 294-354 s on 2 CPU cores (export not included); three iterations of a
 dynamic generator from 1@48 with adaptive knowledge distillation and learned
 mixture weights; the final ensemble reached 96.4% accuracy on the 360 test
 digits.
