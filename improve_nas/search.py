@@ -280,9 +280,11 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
         model_dir, t, f"t{t}_{record.chosen}_grow_"
         f"{'learned' if c.learn_mixture_weights else 'uniform'}")
     records.append(record)
-    compat.release_freed_memory()  # this iteration's graphs are gone
     if progress is not None and progress.training_seconds:
       overheads.append(max(0.0, record.seconds - progress.training_seconds))
+    # The hooks hold tensors, and through them the whole training graph.
+    hooks = progress = None
+    compat.release_freed_memory()
     _write_records(model_dir, records, ended)
     _summarize(writer, record)
     if on_iteration:
