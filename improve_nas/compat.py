@@ -90,8 +90,8 @@ class _SummaryHandle:
 def _summaries_release_graphs() -> None:
   """adanet's `monkey_patched_summaries` points tf.summary.* at a wrapper of
   the scoped summary while a subnetwork is built, and restores them after.
-  TensorFlow's module wrappers keep the wrapper's bound methods past the
-  restore (no reference to them is visible to Python's gc), so the scoped
+  Something inside TensorFlow keeps the wrapper's bound methods past the
+  restore (no referrer of them is visible to Python's gc), so the scoped
   summary stays alive with every summary tensor it was given and, through
   them, that whole graph: one training or evaluation graph per iteration,
   100-300 MB each for the demo. The wrapper now gets a handle that drops the
