@@ -1,29 +1,30 @@
-"""Memory per iteration of a search against what each added member needs.
+"""Does a long search's memory grow beyond what each iteration needs?
 
-    .venv/bin/python bench/memory_growth.py [--iterations=5] [--steps=50] \
+    .venv/bin/python bench/memory_growth.py [--iterations=N] [--steps=S] \
         [--config.FIELD=VALUE ...]
 
-An AdaNet iteration's graphs hold every frozen member of the ensemble, so
-each iteration legitimately needs more memory than the one before: the added
-member's weights, its operations in the graph and session, and its
-activations. This script measures both sides and prints one JSON object:
+Every AdaNet iteration needs more memory than the one before: its graphs
+hold every frozen member of the ensemble (their variables, operations,
+savers and activations) next to the new candidates. What an iteration needs
+is measured here directly, by running it alone: the search is run one
+iteration per fresh process on one model_dir (each process resumes from the
+previous one's checkpoint, does adanet's bookkeeping, trains the next
+iteration and evaluates it, then exits), and the peak resident memory of
+each process is what that iteration needs with nothing left from earlier
+ones. The same search then runs in this one process, as `improve-nas` runs
+it, and its peak up to each iteration is compared.
 
-1. What one member needs: fresh processes each train one candidate tower
-   next to K frozen members (inference mode; the config's architecture,
-   image size and batch) in one plain TensorFlow graph with a checkpointing
-   session, as an iteration does but without adanet; the slope of their peak
-   resident memory over K = 0..N-1 is the memory one more member costs.
-2. What the search uses: the demo config with a constant generator (so every
-   iteration adds the same member) for N iterations; resident memory sampled
-   every 50 ms, the peak of each iteration, and its growth against the
-   previous iteration.
-
-`growth_over_need` per iteration is peak growth / member need; near 1 (or
-below) means the search keeps nothing beyond what the ensemble needs.
+Prints one JSON object. `growth_beyond_need_mb[i]` is how much more the
+long-running search grew into iteration i+2 than iteration i+2 needs more
+than iteration i+1; near 0 means nothing of earlier iterations accumulates.
+`excess_over_fresh_mb` is the search's peak minus the fresh process's peak.
+Both measure peaks with getrusage (the kernel's high-water mark). Defaults:
+the demo config as `make demo` runs it.
 """
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,128 +36,111 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
-import numpy as np
 
 import improve_nas
 from improve_nas import search
 
 import psutil  # pylint: disable=g-bad-import-order
-from rss_sampler import MB, MemorySampler  # pylint: disable=g-bad-import-order
+from rss_sampler import MB  # pylint: disable=g-bad-import-order
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(improve_nas.__file__), "configs",
-                           "demo.py"), "Base config (the generator is set to "
-    "constant, the first architecture repeated).")
-flags.DEFINE_integer("iterations", 5, "Iterations of the search, and the "
-                     "largest number of members probed.")
-flags.DEFINE_integer("steps", 50, "Training steps per iteration.")
-flags.DEFINE_integer("probe", -1, "Internal: train a candidate next to this "
-                     "many frozen members, print the peak resident memory "
-                     "and exit.")
-flags.DEFINE_string("probe_shape", "", "Internal: arch,size,channels,batch,"
-                    "classes of the probe.")
+                           "demo.py"), "Config of the search.")
+flags.DEFINE_integer("iterations", None, "Iterations (default: the config's "
+                     "max_iterations).")
+flags.DEFINE_integer("steps", None, "Training steps per iteration (default: "
+                     "the config's steps_per_iteration).")
+flags.DEFINE_integer("resume_to", 0, "Internal: resume the search in "
+                     "--run_dir up to this many iterations, print the "
+                     "process's peak resident memory and exit.")
+flags.DEFINE_string("run_dir", "", "Internal: model_dir of --resume_to.")
 
 
-def _probe(members: int, shape: str) -> None:
-  """Trains one candidate next to `members` frozen towers in one plain TF
-  graph (no adanet), the way an iteration does, and prints its peak."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from improve_nas.nasnet.arch import ArchSpec  # pylint: disable=g-import-not-at-top
-  from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
-  arch, size, channels, batch, classes = shape.split(",")
-  size, channels, batch, classes = map(int, (size, channels, batch, classes))
-  arch = ArchSpec.parse(arch)
-  sampler = MemorySampler()
-  sampler.start()
-  with tf.Graph().as_default(), tempfile.TemporaryDirectory() as ckpt_dir:
-    images = tf.random.uniform([batch, size, size, channels], seed=1)
-    labels = tf.random.uniform([batch], maxval=classes, dtype=tf.int32,
-                               seed=2)
-    frozen = [NasnetTower(arch, classes, use_aux_head=False,
-                          name=f"frozen_{i}", seed=i)(
-                              images, training=False)["logits"]
-              for i in range(members)]
-    candidate = NasnetTower(arch, classes, use_aux_head=False,
-                            name="candidate", seed=members)
-    logits = candidate(images, training=True)["logits"]
-    ensemble = tf.add_n([tf.stop_gradient(f) for f in frozen] + [logits])
-    loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, ensemble)
-    step = tf.compat.v1.train.get_or_create_global_step()
-    train_op = tf.compat.v1.train.MomentumOptimizer(0.01, 0.9).minimize(
-        loss, global_step=step, var_list=candidate.trainable_weights)
-    with tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=ckpt_dir, save_summaries_steps=None,
-        log_step_count_steps=None) as sess:
-      for _ in range(20):
-        sess.run(train_op)
-  sampler.stop()
-  print(json.dumps({"members": members,
-                    "peak_rss_mb": round(sampler.take_peak() / MB, 1)}))
+def _peak_mb() -> float:
+  # ru_maxrss is in KiB on Linux.
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def _member_need(shape: str, most: int):
-  """Peak resident memory with K = 0..most-1 frozen members, each in a fresh
-  process, and its least-squares slope in MB per member."""
-  peaks = []
-  for k in range(most):
+def _config():
+  f = flags.FLAGS
+  c = f.config
+  if f.iterations:
+    c.max_iterations = f.iterations
+  if f.steps:
+    c.steps_per_iteration = f.steps
+  return c
+
+
+def _fresh_peaks(iterations: int, run_dir: str):
+  """Each iteration in its own process, resuming on `run_dir`."""
+  peaks, ensemble = [], None
+  for k in range(1, iterations + 1):
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), f"--probe={k}",
-         f"--probe_shape={shape}"], check=True, capture_output=True,
-        text=True).stdout
-    peaks.append(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
-  slope = float(np.polyfit(np.arange(most), peaks, 1)[0])
-  return peaks, slope
+        [sys.executable, os.path.abspath(__file__), *sys.argv[1:],
+         f"--resume_to={k}", f"--run_dir={run_dir}"],
+        check=True, capture_output=True, text=True).stdout
+    line = json.loads(out.strip().splitlines()[-1])
+    peaks.append(line["peak_rss_mb"])
+    ensemble = line["ensemble"]
+  return peaks, ensemble
+
+
+def _diffs(values):
+  return [round(b - a, 1) for a, b in zip(values, values[1:])]
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  if f.probe >= 0:
-    _probe(f.probe, f.probe_shape)
-    return
   improve_nas.compat.set_tf_verbosity(False)
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
-  from improve_nas.data import datasets  # pylint: disable=g-import-not-at-top
-  from improve_nas.estimator import resolve_image_size  # pylint: disable=g-import-not-at-top
+  c = _config()
+  if f.resume_to:
+    c.max_iterations = f.resume_to
+    records = search.run_search(c, f.run_dir).records
+    assert len(records) == f.resume_to, records
+    print(json.dumps({"peak_rss_mb": _peak_mb(),
+                      "ensemble": records[-1].ensemble_archs}))
+    return
 
-  c = f.config
-  c.generator = "constant"
-  c.max_iterations = f.iterations
-  c.steps_per_iteration = f.steps
-  info = datasets.load_source(c.dataset, c.data_dir or None).info
-  shape = (f"{c.initial_arch},{resolve_image_size(c, info)},"
-           f"{info.image_shape[-1]},{c.batch_size},{info.num_classes}")
-  probe_peaks, need = _member_need(shape, f.iterations)
-
-  sampler = MemorySampler()
-  peaks = []
-  sampler.start()
-  with tempfile.TemporaryDirectory() as model_dir:
+  with tempfile.TemporaryDirectory() as tmp:
     start = time.time()
-    result = search.run_search(
-        c, os.path.join(model_dir, "run"),
-        on_iteration=lambda r: peaks.append(sampler.take_peak() / MB))
+    fresh, fresh_ensemble = _fresh_peaks(c.max_iterations, os.path.join(tmp, "fresh"))
+    fresh_seconds = time.time() - start
+    peaks, after = [], []
+
+    def iteration_done(record):
+      del record
+      peaks.append(_peak_mb())
+      after.append(round(psutil.Process().memory_info().rss / MB, 1))
+
+    start = time.time()
+    result = search.run_search(c, os.path.join(tmp, "search"),
+                               on_iteration=iteration_done)
     seconds = time.time() - start
-  sampler.stop()
-  growth = [b - a for a, b in zip(peaks, peaks[1:])]
+  need, growth = _diffs(fresh), _diffs(peaks)
   print(json.dumps({
       "benchmark": "memory_growth",
       "cpu_count": os.cpu_count(),
-      "member": c.initial_arch,
-      "image_size_channels_batch": shape.split(",")[1:4],
+      "generator": c.generator,
+      "initial_arch": c.initial_arch,
       "iterations": len(result.records),
       "steps_per_iteration": c.steps_per_iteration,
+      "final_ensemble": result.records[-1].ensemble_archs,
+      # The same search, so the same members, unless resuming changed it.
+      "fresh_processes_final_ensemble": fresh_ensemble,
+      "fresh_process_peak_mb": fresh,
+      "search_peak_mb": peaks,
+      "search_rss_after_iteration_mb": after,
+      "need_growth_mb": need,
+      "search_growth_mb": growth,
+      "growth_beyond_need_mb": [round(g - n, 1)
+                                for g, n in zip(growth, need)],
+      "excess_over_fresh_mb": [round(p - q, 1) for p, q in zip(peaks, fresh)],
       "search_seconds": round(seconds, 1),
-      "member_need_mb": round(need, 1),
-      "probe_peak_rss_mb_by_members": probe_peaks,
-      "search_peak_rss_mb_by_iteration": [round(p, 1) for p in peaks],
-      "peak_growth_mb": [round(g, 1) for g in growth],
-      "growth_over_need": [round(g / need, 2) for g in growth],
-      "mean_growth_over_need": round(float(np.mean(growth)) / need, 2)
-                               if growth else None,
-      "rss_after_search_mb": round(psutil.Process().memory_info().rss / MB, 1),
+      "fresh_processes_seconds": round(fresh_seconds, 1),
   }))
 
 

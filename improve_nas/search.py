@@ -202,6 +202,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
+  compat.limit_heap_fragmentation()
   check_model_dir_usable(model_dir)
   if not overwrite:
     check_model_dir(c, model_dir)

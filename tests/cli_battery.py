@@ -5,9 +5,10 @@ stdout and stderr captured and its exit status collected.
 
     python tests/cli_battery.py CASES.json RESULTS.json
 
-CASES.json: [{"argv": [...], "user": "nobody"?}, ...]; RESULTS.json:
-[{"returncode": int, "stdout": str, "stderr": str}, ...]. With "user", a
-child started as root runs as that user, so permissions apply to it.
+CASES.json: [{"argv": [...], "user": "nobody"?, "env": {...}?}, ...];
+RESULTS.json: [{"returncode": int, "stdout": str, "stderr": str}, ...]. With
+"user", a child started as root runs as that user, so permissions apply to
+it; "env" adds environment variables to the child's.
 """
 
 import json
@@ -34,6 +35,7 @@ def _run_case(case, out_path, err_path):
         user = pwd.getpwnam(case["user"])
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)
+      os.environ.update(case.get("env") or {})
       sys.argv = ["improve-nas", *case["argv"]]
       try:
         trainer.run()

@@ -20,7 +20,8 @@ from test_data import CIFAR10_COUNTS, write_cifar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# (name, argv without --model_dir, substrings the one line must hold).
+# (name, argv without --model_dir, substrings the one line must hold[,
+# environment variables to set]).
 # "{data}" is a prepared folder of CIFAR-10 binary files, "{empty}" an empty
 # folder, "{file}" a plain file, "{truncated}" a folder whose test file is
 # cut, "{pickle}" a folder with the python-pickle CIFAR distribution.
@@ -88,6 +89,9 @@ CASES = [
     ("truncated data file",
      ["--config.dataset=cifar10", "--config.data_dir={truncated}"],
      ["test_batch.bin", "re-extract"]),
+    ("allocator threshold that is not a size", [],
+     ["IMPROVE_NAS_MMAP_THRESHOLD='lots'", "65536"],
+     {"IMPROVE_NAS_MMAP_THRESHOLD": "lots"}),
 ]
 
 
@@ -116,13 +120,14 @@ def battery(tmp_path_factory):
   paths = {"empty": str(empty), "file": str(blocker),
            "truncated": str(truncated), "pickle": str(pickle)}
   cases, model_dirs = [], []
-  for i, (_, argv, _) in enumerate(CASES):
+  for i, case in enumerate(CASES):
     model_dir = root / f"run{i}"
     model_dir.mkdir()
     (model_dir / "keep.txt").write_text("precious")
     model_dirs.append(model_dir)
-    cases.append({"argv": [_fill(a, paths) for a in argv] +
-                          [f"--model_dir={model_dir}", "--overwrite"]})
+    cases.append({"argv": [_fill(a, paths) for a in case[1]] +
+                          [f"--model_dir={model_dir}", "--overwrite"],
+                  "env": case[3] if len(case) > 3 else {}})
   # Where permissions count: as root the cases run as "nobody".
   shared = tempfile.mkdtemp(prefix="improve_nas_battery_")
   os.chmod(shared, 0o755)
@@ -176,7 +181,7 @@ def test_the_battery_has_at_least_25_cases(battery):
 
 @pytest.mark.parametrize("index", range(len(CASES) + 4))
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(battery, index):
-  name, _, expected = battery["cases"][index]
+  name, expected = battery["cases"][index][0], battery["cases"][index][2]
   result = battery["results"][index]
   lines = result["stderr"].strip().splitlines()
   assert result["returncode"] == 2, (name, result)
