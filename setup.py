@@ -43,6 +43,7 @@ setup(
             "improve-nas=trainer.trainer:run",
             "improve-nas-arch=trainer.arch:run",
             "improve-nas-report=trainer.report:run",
+            "improve-nas-cluster=trainer.cluster:run",
         ],
     },
 )

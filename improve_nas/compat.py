@@ -35,6 +35,7 @@ import sys
 import types
 
 __all__ = ["install", "set_tf_verbosity", "release_freed_memory",
+           "evaluate_locally",
            "limit_heap_fragmentation", "MMAP_THRESHOLD_ENV"]
 
 _OLD_GRAPH_VIEW = "tensorflow.python.training.tracking.graph_view"
@@ -175,15 +176,39 @@ def release_freed_memory() -> None:
     _MALLOC_TRIM(0)
 
 
-class _DropDivergedNotice(logging.Filter):
-  """tf.estimator's NanTensorHook logs "Model diverged with loss = NaN." at
-  ERROR before it raises; improve_nas reports that itself, in one line."""
+def evaluate_locally(estimator, *args, **kwargs):
+  """`estimator.evaluate(*args, **kwargs)` in a local session on any task.
+
+  With adanet's RoundRobinStrategy every candidate's variables are pinned to
+  a parameter server (/job:ps/task:k), also in the evaluation graph, but
+  tf.estimator evaluates in a local session, which has no such device
+  ("Cannot assign a device ... /job:ps/task:0"). adanet 0.9.0 switches to
+  replication placement for its own bookkeeping and for exports
+  (`_force_replication_strategy`), not for `evaluate`; we do the same.
+  """
+  with estimator._force_replication_strategy():  # pylint: disable=protected-access
+    return estimator.evaluate(*args, **kwargs)
+
+
+class _DropNotices(logging.Filter):
+  """Drops log records holding any of `notices`."""
+
+  def __init__(self, *notices: str):
+    super().__init__()
+    self._notices = notices
 
   def filter(self, record):
-    return "Model diverged with loss" not in record.getMessage()
+    message = record.getMessage()
+    return not any(notice in message for notice in self._notices)
 
 
-_DIVERGED_FILTER = _DropDivergedNotice()
+# tf.estimator's NanTensorHook logs "Model diverged with loss = NaN." at
+# ERROR before it raises; improve_nas reports that itself, in one line.
+_DIVERGED_FILTER = _DropNotices("Model diverged with loss")
+# adanet warns (through absl) on every Estimator built with a placement
+# strategy that the argument is experimental; config.placement chose it.
+_PLACEMENT_FILTER = _DropNotices("experimental_placement_strategy is an "
+                                 "experimental feature")
 
 
 def set_tf_verbosity(verbose: bool) -> None:
@@ -192,10 +217,13 @@ def set_tf_verbosity(verbose: bool) -> None:
   from tensorflow.python.util import deprecation  # pylint: disable=g-import-not-at-top
   deprecation._PRINT_DEPRECATION_WARNINGS = verbose  # pylint: disable=protected-access
   tf.get_logger().setLevel(logging.INFO if verbose else logging.ERROR)
+  absl_logger = logging.getLogger("absl")
   if verbose:
     tf.get_logger().removeFilter(_DIVERGED_FILTER)
+    absl_logger.removeFilter(_PLACEMENT_FILTER)
   else:
     tf.get_logger().addFilter(_DIVERGED_FILTER)
+    absl_logger.addFilter(_PLACEMENT_FILTER)
   tf.compat.v1.logging.set_verbosity(
       tf.compat.v1.logging.INFO if verbose else tf.compat.v1.logging.ERROR)
 

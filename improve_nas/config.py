@@ -10,6 +10,7 @@ import ml_collections
 
 from improve_nas import distillation
 from improve_nas.errors import ConfigError
+from improve_nas.distributed import PLACEMENTS
 from improve_nas.generators import GENERATORS
 from improve_nas.nasnet.arch import ArchSpec
 
@@ -56,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 42
   c.save_checkpoints_steps = 0  # 0 = once per iteration
   c.save_summary_steps = 100
+  # On a TF_CONFIG cluster: "replication" (every worker trains every
+  # candidate) or "round_robin" (candidates spread over the workers).
+  c.placement = "replication"
   # True: shrink to a smoke run (see apply_quick); the other fields keep
   # saying which experiment it is.
   c.quick = False
@@ -111,6 +115,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            c.save_summary_steps, "must be a positive integer")
   _require(c.generator in GENERATORS, "generator", c.generator,
            f"use one of {', '.join(GENERATORS)}")
+  _require(c.get("placement", "replication") in PLACEMENTS, "placement",
+           c.get("placement"), f"use one of {', '.join(PLACEMENTS)}")
   _require(c.knowledge_distillation in distillation.KD_MODES,
            "knowledge_distillation", c.knowledge_distillation,
            f"use one of {', '.join(distillation.KD_MODES)}")

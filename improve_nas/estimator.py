@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from improve_nas import config as config_lib
+from improve_nas import distributed
 from improve_nas.builder import NasnetBuilder, TrainingConfig
 from improve_nas.data import datasets
 from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
@@ -117,13 +118,15 @@ def latest_global_step(model_dir: Optional[str]) -> int:
 
 
 def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
-              source: Optional[datasets.Source] = None) -> InputFns:
+              source: Optional[datasets.Source] = None,
+              stream: int = 0) -> InputFns:
   """Training, evaluation and selection input_fns for config `c`.
 
   Training input is shuffled and augmented with a seed that changes with
   each iteration, so each adanet iteration sees a new order, and a run
   resumed from a checkpoint in `model_dir` (even mid-iteration) sees what an
-  uninterrupted one would have seen.
+  uninterrupted one would have seen. `stream` k > 0 gives another order and
+  other augmentations (worker k-1 of a cluster; the chief reads stream 0).
   """
   source = source or datasets.load_source(c.dataset, c.data_dir or None)
   info = source.info
@@ -140,7 +143,7 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
     skips the batches already trained on."""
     step = latest_global_step(model_dir)
     into = step % c.steps_per_iteration
-    return c.seed + step - into, into
+    return c.seed + step - into + stream * _STREAM_SEED_OFFSET, into
 
   train = make_input_fn(
       source, PipelineConfig(split=c.train_split, training=True, **common),
@@ -150,6 +153,11 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
   selection = make_input_fn(
       source, PipelineConfig(split=c.train_split, **common))
   return InputFns(train=train, eval=evaluation, selection=selection)
+
+
+# Seeds of different input streams are this far apart: more than the steps
+# of any search, so no two streams share a seed.
+_STREAM_SEED_OFFSET = 1_000_000_007
 
 
 def _session_config() -> tf.compat.v1.ConfigProto:
@@ -179,6 +187,8 @@ def make_estimator(c: ml_collections.ConfigDict,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
+  # RunConfig() reads TF_CONFIG: a cluster task (see distributed.py).
+  default_run_config = run_config is None
   run_config = run_config or tf.estimator.RunConfig()
   model_dir = model_dir or run_config.model_dir
   if model_dir is None:
@@ -190,8 +200,9 @@ def make_estimator(c: ml_collections.ConfigDict,
   if c.save_checkpoints_steps:
     overrides["save_checkpoints_steps"] = c.save_checkpoints_steps
   overrides["save_summary_steps"] = c.save_summary_steps
-  if run_config.session_config is None:
-    overrides["session_config"] = _session_config()
+  if run_config.session_config is None or default_run_config:
+    overrides["session_config"] = distributed.session_config(
+        distributed.current_task(), _session_config())
   # adanet creates a training session several times per iteration, and each
   # time the CheckpointSaverHook would print the whole graph as graph.pbtxt
   # (a pure-Python text dump, seconds per call) and a .meta file per
@@ -231,6 +242,13 @@ def make_estimator(c: ml_collections.ConfigDict,
   ensembler = MixtureWeightEnsembler(
       learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
       momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
+  placement = distributed.placement_strategy(c.placement)
+  if placement is not None:
+    # adanet logs that the argument is experimental each time; it is the
+    # user's explicit choice (config.placement).
+    extra = dict(experimental_placement_strategy=placement)
+  else:
+    extra = {}
   estimator = adanet.Estimator(
       head=tf.estimator.MultiClassHead(info.num_classes),
       subnetwork_generator=generator,
@@ -246,7 +264,12 @@ def make_estimator(c: ml_collections.ConfigDict,
       export_subnetwork_last_layer=False,
       max_iterations=c.max_iterations,
       model_dir=model_dir,
-      config=run_config)
+      config=run_config,
+      **extra,
+      # On a cluster, workers poll for the chief's next iteration every
+      # second, and start it staggered by one second per worker (adanet's
+      # defaults, 5 s each, add up over short iterations).
+      worker_wait_secs=1, delay_secs_per_worker=1, max_worker_delay_secs=10)
   return estimator
 
 

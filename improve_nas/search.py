@@ -132,7 +132,7 @@ def _write_records(model_dir: str, records: List[IterationRecord],
 # the checkpoints mean.
 _RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "evaluator_steps",
                      "save_checkpoints_steps", "save_summary_steps",
-                     "data_dir", "param_budget"}
+                     "data_dir", "param_budget", "placement"}
 
 
 def check_model_dir_usable(model_dir: str) -> None:
@@ -266,8 +266,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     status(f"iteration {t + 1}/{c.max_iterations}: evaluating the chosen "
            f"ensemble on {c.eval_split!r}")
     try:
-      metrics = estimator.evaluate(fns.eval, steps=c.eval_steps or None,
-                                   name="test")
+      metrics = compat.evaluate_locally(
+          estimator, fns.eval, steps=c.eval_steps or None, name="test")
     except SearchDiverged:  # the first iteration: nothing to fall back on
       evaluator.diverged = True
     if evaluator.diverged:  # it fell back on the previous ensemble, if any

@@ -62,6 +62,7 @@ def main(argv):
     _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
   # pylint: disable=g-import-not-at-top
   from improve_nas import config as config_lib
+  from improve_nas import distributed
   from improve_nas import progress
   from improve_nas import report
   from improve_nas import search
@@ -92,9 +93,16 @@ def main(argv):
     if FLAGS.progress_secs < 0:
       raise ConfigError(f"--progress_secs={FLAGS.progress_secs}: must be >= 0 "
                         "(0 turns progress lines off)")
+    task = distributed.current_task()
+    if task.type in ("ps", "worker", "evaluator"):
+      _run_task(task, c, model_dir)
+      return
+    server = distributed.start_server(task) if task.distributed else None
     print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
           f"{c.max_iterations} iterations of {c.steps_per_iteration} steps, "
-          f"model_dir={model_dir}", flush=True)
+          f"model_dir={model_dir}"
+          f"{f', as the chief of {_describe(task)}' if server else ''}",
+          flush=True)
     start = time.time()
 
     def iteration_done(r):
@@ -142,6 +150,38 @@ def main(argv):
   if result.diverged:  # not bad input: the run itself failed
     print(f"improve-nas: {result.ended}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def _describe(task) -> str:
+  jobs = ", ".join(f"{len(v)} {k}" for k, v in sorted(task.cluster.items()))
+  return f"a cluster of {jobs}"
+
+
+def _run_task(task, c, model_dir: str) -> None:
+  """A parameter server, worker or evaluator of a TF_CONFIG cluster."""
+  from improve_nas import distributed  # pylint: disable=g-import-not-at-top
+  if task.type == "ps":
+    print(f"improve-nas: parameter server {task.index} of "
+          f"{_describe(task)} serving", flush=True)
+    distributed.serve_parameters(task)
+  elif task.type == "worker":
+    print(f"improve-nas: worker {task.index} of {_describe(task)} training "
+          f"up to {c.max_iterations} iterations ({c.placement} placement), "
+          f"model_dir={model_dir}", flush=True)
+    distributed.train_worker(c, model_dir, task)
+    print(f"improve-nas: worker {task.index} done", flush=True)
+  else:
+    print(f"improve-nas: evaluator of {_describe(task)} evaluating new "
+          f"checkpoints in {model_dir}", flush=True)
+
+    def show(metrics):
+      print(f"  step {int(metrics['global_step'])}: accuracy "
+            f"{metrics['accuracy']:.4f}, loss {metrics['average_loss']:.4f}",
+            flush=True)
+
+    count = distributed.evaluate_checkpoints(c, model_dir, on_result=show)
+    print(f"improve-nas: evaluator done after {count} checkpoints",
+          flush=True)
 
 
 # What a full disk (or a quota, or a file-size limit) looks like to a writer.
