@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/demo_search.py
 	$(PY) bench/memory_growth.py
 	$(PY) bench/input_pipeline.py
+	$(PY) bench/cluster_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
