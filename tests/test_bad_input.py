@@ -89,6 +89,13 @@ CASES = [
     ("truncated data file",
      ["--config.dataset=cifar10", "--config.data_dir={truncated}"],
      ["test_batch.bin", "re-extract"]),
+    ("TF_CONFIG that is not JSON", [],
+     ["TF_CONFIG='{oops'", "not a cluster description"],
+     {"TF_CONFIG": "{oops"}),
+    ("TF_CONFIG with an unknown task type", [],
+     ["task type 'master'", "fix the task in TF_CONFIG"],
+     {"TF_CONFIG": '{"cluster": {"chief": ["localhost:1"]}, '
+                   '"task": {"type": "master", "index": 0}}'}),
     ("allocator threshold that is not a size", [],
      ["IMPROVE_NAS_MMAP_THRESHOLD='lots'", "65536"],
      {"IMPROVE_NAS_MMAP_THRESHOLD": "lots"}),
