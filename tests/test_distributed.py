@@ -200,7 +200,9 @@ def test_cluster_search(tmp_path, placement, workers):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path):
+@pytest.mark.parametrize("victim", ["worker 1", "ps 0"])
+def test_a_killed_task_is_restarted_and_the_search_completes(tmp_path,
+                                                             victim):
   model_dir = tmp_path / "run"
   cluster = _Cluster(_cluster_command(
       "--workers=2", "--ps=1", "--restarts=1", model_dir=model_dir,
@@ -210,8 +212,8 @@ def test_a_killed_worker_is_restarted_and_the_search_completes(tmp_path):
     # Mid-iteration: the chief reports training progress.
     assert cluster.wait_for(r"\[chief\]   iteration 1/2  step", 400), (
         cluster.output()[-4000:])
-    os.kill(cluster.pids()["worker 1"], signal.SIGKILL)
-    assert cluster.wait_for(r"worker 1 exited with status -9; restarting",
+    os.kill(cluster.pids()[victim], signal.SIGKILL)
+    assert cluster.wait_for(rf"{victim} exited with status -9; restarting",
                             60), cluster.output()[-4000:]
   except BaseException:
     cluster.stop()
