@@ -138,11 +138,12 @@ def train_worker(c: ml_collections.ConfigDict, model_dir: str,
   # pylint: enable=g-import-not-at-top
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
-  server = start_server(task)  # pylint: disable=unused-variable
+  server = start_server(task)  # must stay referenced while training
   estimator = make_estimator(c, model_dir=model_dir)
   fns = input_fns(c, model_dir, stream=task.index + 1)
   estimator.train(fns.train,
                   max_steps=c.max_iterations * c.steps_per_iteration)
+  del server
 
 
 def evaluate_checkpoints(c: ml_collections.ConfigDict, model_dir: str,

@@ -93,7 +93,10 @@ def cluster_spec(host: str, workers: int, ps: int) -> Dict[str, List[str]]:
 
 
 def _die_with_parent() -> None:
-  """In the child before exec: SIGKILL it if the launcher dies (Linux)."""
+  """In the child before exec: its own process group, so that a Ctrl-C in
+  the terminal reaches only the launcher (which stops the cluster in
+  order), and SIGKILL when the launcher dies (Linux)."""
+  os.setpgrp()
   try:
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
   except (OSError, AttributeError):
@@ -242,10 +245,12 @@ def _supervise(chief: Task, tasks: List[Task], stopping, lock) -> int:
     if status is not None:
       say(f"chief exited with status {status}; stopping the cluster", lock)
       return status if status >= 0 else 128 - status
+    if stopping:  # the chief is writing its checkpoint: wait for it
+      continue
     for task in tasks:
       if task is chief or not _failed(task):
         continue
-      if task.restarts >= FLAGS.restarts or stopping:
+      if task.restarts >= FLAGS.restarts:
         say(f"{task.name} exited with status {task.poll()}; stopping the "
             "cluster", lock)
         return 1
