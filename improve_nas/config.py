@@ -115,8 +115,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
            c.save_summary_steps, "must be a positive integer")
   _require(c.generator in GENERATORS, "generator", c.generator,
            f"use one of {', '.join(GENERATORS)}")
-  _require(c.get("placement", "replication") in PLACEMENTS, "placement",
-           c.get("placement"), f"use one of {', '.join(PLACEMENTS)}")
+  _require(c.placement in PLACEMENTS, "placement", c.placement,
+           f"use one of {', '.join(PLACEMENTS)}")
   _require(c.knowledge_distillation in distillation.KD_MODES,
            "knowledge_distillation", c.knowledge_distillation,
            f"use one of {', '.join(distillation.KD_MODES)}")

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas import distributed
 from improve_nas.builder import NasnetBuilder, TrainingConfig
@@ -187,6 +188,7 @@ def make_estimator(c: ml_collections.ConfigDict,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
+  compat.limit_heap_fragmentation()
   # RunConfig() reads TF_CONFIG: a cluster task (see distributed.py).
   default_run_config = run_config is None
   run_config = run_config or tf.estimator.RunConfig()
@@ -242,13 +244,11 @@ def make_estimator(c: ml_collections.ConfigDict,
   ensembler = MixtureWeightEnsembler(
       learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
       momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
+  # Passed only when it is not adanet's default: adanet calls the argument
+  # experimental (compat.py filters that warning out).
   placement = distributed.placement_strategy(c.placement)
-  if placement is not None:
-    # adanet logs that the argument is experimental each time; it is the
-    # user's explicit choice (config.placement).
-    extra = dict(experimental_placement_strategy=placement)
-  else:
-    extra = {}
+  extra = ({} if placement is None else
+           {"experimental_placement_strategy": placement})
   estimator = adanet.Estimator(
       head=tf.estimator.MultiClassHead(info.num_classes),
       subnetwork_generator=generator,

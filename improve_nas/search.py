@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from improve_nas import compat
 from improve_nas import config as config_lib
+from improve_nas import distributed
 from improve_nas.errors import ConfigError, SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
                                    latest_global_step, make_estimator,
@@ -202,11 +203,14 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
-  compat.limit_heap_fragmentation()
   check_model_dir_usable(model_dir)
   if not overwrite:
     check_model_dir(c, model_dir)
   estimator = make_estimator(c, run_config, model_dir=model_dir)
+  # The chief of a TF_CONFIG cluster serves its part of the graph (kept
+  # referenced until the search returns).
+  task = distributed.current_task()
+  server = distributed.start_server(task) if task.type == "chief" else None
   if overwrite and tf.io.gfile.exists(model_dir):
     tf.io.gfile.rmtree(model_dir)
   tf.io.gfile.makedirs(model_dir)
@@ -302,6 +306,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     status(f"exporting the final ensemble to "
            f"{os.path.join(model_dir, 'export')}")
     export_path = export_saved_model(c, model_dir, estimator=estimator)
+  del server
   return SearchResult(records=records, ended=ended, estimator=estimator,
                       export_path=export_path, diverged=diverged,
                       interrupted=interrupted)

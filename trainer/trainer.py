@@ -97,12 +97,10 @@ def main(argv):
     if task.type in ("ps", "worker", "evaluator"):
       _run_task(task, c, model_dir)
       return
-    server = distributed.start_server(task) if task.distributed else None
+    role = f", as the chief of {_describe(task)}" if task.distributed else ""
     print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
           f"{c.max_iterations} iterations of {c.steps_per_iteration} steps, "
-          f"model_dir={model_dir}"
-          f"{f', as the chief of {_describe(task)}' if server else ''}",
-          flush=True)
+          f"model_dir={model_dir}{role}", flush=True)
     start = time.time()
 
     def iteration_done(r):
