@@ -145,8 +145,8 @@ def limit_heap_fragmentation() -> int:
   glibc starts at 128 KiB but raises the threshold, up to 32 MiB, each time
   a mapped block is freed, so after TensorFlow frees its first large
   buffers, graphs' and tensors' large blocks come from the heap instead,
-  where they fragment it: a search then kept 80-250 MB more resident per
-  iteration than the same iteration run alone in a fresh process (see
+  where they fragment it: the demo's third iteration then peaked 160 MB
+  above the same iteration run alone in a fresh process (see
   bench/memory_growth.py). A fixed threshold stops that.
   """
   value = os.environ.get(MMAP_THRESHOLD_ENV, "").strip()

@@ -190,7 +190,7 @@ def test_large_blocks_keep_their_own_mappings_after_glibc_raises_its_threshold(
   # Plain glibc: the 1 MiB block comes from the heap, where, freed, it
   # stays resident and fragments the heap.
   assert _mapped("plain") == "0"
-  # What run_search sets: a mapping of its own, returned when freed.
+  # What make_estimator sets: a mapping of its own, returned when freed.
   assert _mapped("limit") == "1"
   # IMPROVE_NAS_MMAP_THRESHOLD=0 leaves glibc alone.
   monkeypatch.setenv(compat.MMAP_THRESHOLD_ENV, "0")
