@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import ml_collections
 import tensorflow as tf
@@ -184,7 +184,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
                progress_secs: float = 10.0,
                export: bool = False,
                stop: Optional[StopRequest] = None,
-               on_status: Optional[Callable[[str], None]] = None
+               on_status: Optional[Callable[[str], None]] = None,
+               hooks: Sequence[tf.estimator.SessionRunHook] = ()
                ) -> SearchResult:
   """Runs (or resumes) the search of config `c` in `model_dir`.
 
@@ -196,7 +197,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   an installed `stop` (see StopRequest), Ctrl-C or SIGTERM stops the search
   at the next safe point with a checkpoint; `interrupted` says where.
   `on_status` gets a line when a phase other than training starts (adanet's
-  selection and graph growing, the test evaluation, the export).
+  selection and graph growing, the test evaluation, the export). `hooks`
+  are extra SessionRunHooks for every iteration's training call.
 
   Raises:
     ConfigError: a bad config, or a model_dir holding another search.
@@ -223,6 +225,9 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   records: List[IterationRecord] = []
   ended, diverged, interrupted = None, False, None
   status = on_status or (lambda line: None)
+  checkpoint = tf.train.latest_checkpoint(model_dir)
+  if checkpoint:
+    status(f"resuming from {os.path.basename(checkpoint)}")
   stopping = lambda: stop is not None and stop.signal is not None
   steps = c.steps_per_iteration
   writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
@@ -230,21 +235,23 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   for t in range(c.max_iterations):
     start = time.time()
     first_step = latest_global_step(model_dir)
-    hooks = [ImageSummaryHook(model_dir, c.save_summary_steps)]
+    train_hooks = [ImageSummaryHook(model_dir, c.save_summary_steps),
+                   *hooks]
     if stop is not None:
-      hooks.append(_StopHook(stop))
+      train_hooks.append(_StopHook(stop))
     progress = None
     if on_progress and t not in done:
       progress = ProgressHook(
           t, c.max_iterations, steps, c.batch_size, on_progress,
           every_secs=progress_secs,
           overhead=sum(overheads) / len(overheads) if overheads else None)
-      hooks.append(progress)
+      train_hooks.append(progress)
     if t and t not in done and _checkpoint_iteration(model_dir) < t:
       status(f"iteration {t + 1}/{c.max_iterations}: selecting the best "
              f"candidate of iteration {t} and growing the graph")
     try:
-      estimator.train(fns.train, max_steps=(t + 1) * steps, hooks=hooks)
+      estimator.train(fns.train, max_steps=(t + 1) * steps,
+                      hooks=train_hooks)
     except SearchDiverged:
       ended, diverged = _diverged_message(c, t, generator, records), True
       break
@@ -288,7 +295,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     if progress is not None and progress.training_seconds:
       overheads.append(max(0.0, record.seconds - progress.training_seconds))
     # The hooks hold tensors, and through them the whole training graph.
-    hooks = progress = None
+    train_hooks = progress = None
     compat.release_freed_memory()
     _write_records(model_dir, records, ended)
     _summarize(writer, record)

@@ -177,15 +177,11 @@ def test_one_worker_cluster_trains_an_iteration(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("placement, workers", [
-    ("replication", 2),
-    # With two workers and round-robin placement the workers wait forever
-    # for variables nobody initializes (still open; see issue 7's notes).
-    ("round_robin", 1)])
-def test_cluster_search(tmp_path, placement, workers):
+@pytest.mark.parametrize("placement", ["replication", "round_robin"])
+def test_cluster_search(tmp_path, placement):
   model_dir = tmp_path / "run"
   cluster = _Cluster(_cluster_command(
-      f"--workers={workers}", "--ps=1", "--evaluator",
+      "--workers=2", "--ps=1", "--evaluator",
       f"--placement={placement}", model_dir=model_dir,
       search_flags=["--config.max_iterations=2"]))
   code = cluster.finish(timeout=900)
@@ -200,14 +196,15 @@ def test_cluster_search(tmp_path, placement, workers):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("victim", ["worker 1", "ps 0"])
+@pytest.mark.parametrize("victim", ["worker 1", "ps 0", "chief"])
 def test_a_killed_task_is_restarted_and_the_search_completes(tmp_path,
                                                              victim):
   model_dir = tmp_path / "run"
+  # --overwrite starts the search afresh; a restarted chief must resume it.
   cluster = _Cluster(_cluster_command(
       "--workers=2", "--ps=1", "--restarts=1", model_dir=model_dir,
       search_flags=["--config.max_iterations=2",
-                    "--config.steps_per_iteration=40"]))
+                    "--config.steps_per_iteration=40", "--overwrite"]))
   try:
     # Mid-iteration: the chief reports training progress.
     assert cluster.wait_for(r"\[chief\]   iteration 1/2  step", 400), (
@@ -219,8 +216,14 @@ def test_a_killed_task_is_restarted_and_the_search_completes(tmp_path,
     cluster.stop()
     raise
   code = cluster.finish(timeout=900)
-  assert code == 0, cluster.output()[-4000:]
+  out = cluster.output()
+  assert code == 0, out[-4000:]
   _check_complete(model_dir, 2, cluster)
+  resumed = re.findall(r"\[chief\]   resuming from model\.ckpt-\d+", out)
+  if victim == "chief":
+    assert len(resumed) == 1, out[-4000:]
+  else:
+    assert not resumed, out[-4000:]
 
 
 def test_kubernetes_manifest_runs_one_search_in_every_role():

@@ -155,6 +155,7 @@ def test_killed_at_every_stage_resumes_to_the_uninterrupted_result(
   #    the resumed run went on from the checkpoint, not from step 0.
   run = Run(model_dir, generator).until(r"iteration 1/2: evaluating the chosen")
   assert run.returncode == -signal.SIGKILL
+  assert f"  resuming from model.ckpt-{step}\n" in run.output
   first = re.search(r"iteration 1/2  step (\d+)/", run.output)
   assert first and int(first.group(1)) > step, run.output[-3000:]
   assert _records(model_dir) == []

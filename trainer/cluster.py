@@ -10,10 +10,10 @@ ports. Each line a process prints is shown prefixed with its role. When
 CUDA GPUs are visible, the chief and each worker get one of their own
 (round robin over the GPUs); parameter servers and the evaluator run on the
 CPU. The cluster stops when the chief finishes, and the command exits with
-the chief's status. A worker, parameter server or evaluator that dies is
-restarted up to --restarts times (the search goes on; see the README);
-after that, or if the chief dies, every process is stopped and the command
-exits non-zero. Ctrl-C asks the chief for a clean stop (checkpoint) and
+the chief's status. A process that dies is restarted up to --restarts
+times each (the search goes on; a restarted chief resumes from the last
+checkpoint, without --overwrite; see the README); after that every process
+is stopped and the command exits non-zero. Ctrl-C asks the chief for a clean stop (checkpoint) and
 stops the others.
 """
 
@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,8 +45,8 @@ flags.DEFINE_bool("evaluator", False, "Also run an evaluator that evaluates "
 flags.DEFINE_enum("placement", "replication", ["replication", "round_robin"],
                   "replication: every worker trains every candidate; "
                   "round_robin: candidates spread over the workers.")
-flags.DEFINE_integer("restarts", 0, "How many times a worker, parameter "
-                     "server or evaluator that dies is restarted.")
+flags.DEFINE_integer("restarts", 0, "How many times each process that dies "
+                     "is restarted (a chief resumes from its checkpoint).")
 flags.DEFINE_string("host", "localhost", "Address the processes listen on.")
 flags.DEFINE_float("grace_secs", 10.0, "Seconds a stopped process gets to "
                    "exit before it is killed.")
@@ -135,6 +136,12 @@ class Task:
     for line in proc.stdout:
       with self._out_lock:
         print(f"[{self.name}] {line.rstrip()}", flush=True)
+
+  def resume(self) -> None:
+    """Later starts resume the search: --overwrite would wipe it."""
+    self._argv = [a for a in self._argv
+                  if not re.fullmatch(r"--(no)?overwrite(=.*)?", a)]
+    self._argv.append("--nooverwrite")
 
   def poll(self) -> Optional[int]:
     return self.proc.poll() if self.proc else None
@@ -231,7 +238,9 @@ def main(argv):
 
 
 def _failed(task: Task) -> bool:
-  """Exited with an error; a parameter server should never exit."""
+  """Exited with an error; a parameter server should never exit. (A chief
+  that exits 0 is done, and one that exits 2 was given bad input: neither
+  is restarted.)"""
   status = task.poll()
   return status is not None and (status != 0 or task.kind == "ps")
 
@@ -242,13 +251,17 @@ def _supervise(chief: Task, tasks: List[Task], stopping, lock) -> int:
   while True:
     time.sleep(0.2)
     status = chief.poll()
-    if status is not None:
+    # The chief is restarted only when it died: not when it finished, was
+    # given bad input (2) or was stopped cleanly (130, 143 after SIGINT or
+    # SIGTERM, which write a checkpoint).
+    if status is not None and (stopping or status in (0, 2, 130, 143) or
+                               chief.restarts >= FLAGS.restarts):
       say(f"chief exited with status {status}; stopping the cluster", lock)
       return status if status >= 0 else 128 - status
     if stopping:  # the chief is writing its checkpoint: wait for it
       continue
     for task in tasks:
-      if task is chief or not _failed(task):
+      if not _failed(task):
         continue
       if task.restarts >= FLAGS.restarts:
         say(f"{task.name} exited with status {task.poll()}; stopping the "
@@ -257,6 +270,8 @@ def _supervise(chief: Task, tasks: List[Task], stopping, lock) -> int:
       task.restarts += 1
       say(f"{task.name} exited with status {task.poll()}; restarting it "
           f"({task.restarts} of {FLAGS.restarts})", lock)
+      if task is chief:  # it resumes from the last checkpoint
+        task.resume()
       task.start()
 
 
