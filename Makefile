@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(PY) bench/memory_growth.py
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/cluster_throughput.py
+	$(PY) bench/candidate_throughput.py
+	$(PY) bench/iteration_costs.py
+	$(PY) bench/joint_candidates.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

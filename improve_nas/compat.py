@@ -22,6 +22,11 @@ Shims:
     frees a finished iteration's graph, and `limit_heap_fragmentation`
     stops glibc's heap from fragmenting over the many graphs a search
     builds.
+  * adanet evaluates the candidates of a finished iteration for selection
+    twice when the iteration is evaluated before the next one starts;
+    `share_candidate_evaluation` makes the second time reuse the first.
+  * adanet's `train` rebuilds a finished iteration's training graph before
+    its bookkeeping; `prepare_next_iteration` does the bookkeeping without.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import sys
 import types
 
 __all__ = ["install", "set_tf_verbosity", "release_freed_memory",
-           "evaluate_locally",
+           "evaluate_locally", "share_candidate_evaluation",
+           "prepare_next_iteration",
            "limit_heap_fragmentation", "MMAP_THRESHOLD_ENV"]
 
 _OLD_GRAPH_VIEW = "tensorflow.python.training.tracking.graph_view"
@@ -174,6 +180,72 @@ def release_freed_memory() -> None:
   gc.collect()
   if _MALLOC_TRIM is not None:
     _MALLOC_TRIM(0)
+
+
+def share_candidate_evaluation(estimator) -> None:
+  """Makes `estimator` (an adanet.Estimator) evaluate the candidates of a
+  checkpoint for selection once, not twice.
+
+  adanet 0.9.0 runs its candidate evaluation phase (build the iteration's
+  whole graph in EVAL mode, run every candidate ensemble over the
+  Evaluator's input, pick the best) in `evaluate`, to know which ensemble
+  to evaluate, and again in the next `train` call's bookkeeping, to select
+  the member to keep, both on the same last checkpoint of the iteration.
+  A search that evaluates each finished iteration (as `run_search` does)
+  paid for it twice. Here the phase's result for a (input_fn, checkpoint)
+  pair is kept, with the best architecture it would have written, and the
+  later call only writes that file. The Evaluator's input is the same
+  unshuffled split both times, so the selection is the same.
+  """
+  run_phase = estimator._execute_candidate_evaluation_phase  # pylint: disable=protected-access
+  save_architecture = estimator._save_architecture  # pylint: disable=protected-access
+  last = {}  # (input_fn, checkpoint_path) -> (best index, architecture files)
+
+  def phase(evaluator_input_fn, export_best_architecture, checkpoint_path,
+            hooks):
+    key = (evaluator_input_fn, checkpoint_path)
+    if key not in last:
+      exports = []
+      estimator._save_architecture = lambda *args: exports.append(args)  # pylint: disable=protected-access
+      try:
+        index = run_phase(evaluator_input_fn, export_best_architecture=True,
+                          checkpoint_path=checkpoint_path, hooks=hooks)
+      finally:
+        del estimator._save_architecture  # the class's method again
+      last.clear()
+      last[key] = (index, exports)
+    index, exports = last[key]
+    if export_best_architecture:
+      for args in exports:
+        save_architecture(*args)
+    return index
+
+  estimator._execute_candidate_evaluation_phase = phase  # pylint: disable=protected-access
+
+
+def prepare_next_iteration(estimator, input_fn, hooks) -> None:
+  """adanet's bookkeeping between iterations, on the chief: selects the
+  best candidate of the finished iteration in the latest checkpoint and
+  grows the graph and the checkpoint to the next iteration.
+
+  adanet 0.9.0's `train` does this only after building the finished
+  iteration's training graph once more and opening a session on it, which
+  stops before its first step (the iteration is over): a whole graph build
+  of every member and candidate for nothing. Called first, the next `train`
+  call starts with the new iteration. Same placement handling as adanet's
+  own call.
+  """
+  if not estimator.config.is_chief:
+    return
+  from adanet.distributed.devices import monkey_patch_default_variable_placement_strategy  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  checkpoint = tf.train.latest_checkpoint(estimator.model_dir)
+  iteration = estimator._checkpoint_iteration_number(checkpoint)  # pylint: disable=protected-access
+  with monkey_patch_default_variable_placement_strategy(), \
+      estimator._force_replication_strategy():  # pylint: disable=protected-access
+    estimator._execute_bookkeeping_phase(  # pylint: disable=protected-access
+        input_fn, iteration, train_hooks=list(hooks),
+        checkpoint_path=checkpoint)
 
 
 def evaluate_locally(estimator, *args, **kwargs):

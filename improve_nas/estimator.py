@@ -270,6 +270,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       # second, and start it staggered by one second per worker (adanet's
       # defaults, 5 s each, add up over short iterations).
       worker_wait_secs=1, delay_secs_per_worker=1, max_worker_delay_secs=10)
+  compat.share_candidate_evaluation(estimator)
   return estimator
 
 

@@ -246,10 +246,15 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
           every_secs=progress_secs,
           overhead=sum(overheads) / len(overheads) if overheads else None)
       train_hooks.append(progress)
-    if t and t not in done and _checkpoint_iteration(model_dir) < t:
+    grow = t and t not in done and _checkpoint_iteration(model_dir) < t
+    if grow:
       status(f"iteration {t + 1}/{c.max_iterations}: selecting the best "
              f"candidate of iteration {t} and growing the graph")
     try:
+      if grow and latest_global_step(model_dir) >= t * steps:
+        # What the training call would do first, without its rebuilding
+        # and reopening the finished iteration's training graph.
+        compat.prepare_next_iteration(estimator, fns.train, train_hooks)
       estimator.train(fns.train, max_steps=(t + 1) * steps,
                       hooks=train_hooks)
     except SearchDiverged:

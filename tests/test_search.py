@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from improve_nas import estimator as estimator_lib
 from improve_nas import search
 from improve_nas.configs.demo import get_config
 from improve_nas.nasnet.arch import ArchSpec
@@ -181,3 +182,41 @@ def test_budget_ends_the_search_cleanly(tmp_path):
           ({"image": np.zeros((4, 8, 8, 1), np.float32)},
            np.zeros((4,), np.int64))).batch(4), steps=1)
   assert metrics["iteration"] == 0
+
+
+def test_finished_iteration_is_evaluated_and_rebuilt_once(tmp_path,
+                                                          monkeypatch):
+  """Between iterations the search does each piece of adanet's work once:
+  the candidates of the finished iteration are evaluated for selection
+  once (the test evaluation needs the best one, and the next iteration's
+  bookkeeping reuses it), and no training session is opened on the
+  finished iteration's graph again before it grows."""
+  evaluations = []
+  evaluate = estimator_lib.RecordingEvaluator.evaluate
+
+  def counted(self, sess, ensemble_metrics):
+    evaluations.append(sess.graph)
+    return evaluate(self, sess, ensemble_metrics)
+
+  monkeypatch.setattr(estimator_lib.RecordingEvaluator, "evaluate", counted)
+  sessions = []
+
+  class CountSteps(tf.estimator.SessionRunHook):
+
+    def begin(self):
+      sessions.append(0)
+
+    def after_run(self, run_context, run_values):
+      sessions[-1] += 1
+
+  model_dir = str(tmp_path / "run")
+  result = search.run_search(tiny_config(generator="dynamic"), model_dir,
+                             hooks=[CountSteps()])
+  assert [r.iteration for r in result.records] == [0, 1]
+  # Two candidate ensembles in each iteration: one selection each.
+  assert len(evaluations) == 2
+  assert [n for n in sessions if n] == [STEPS, STEPS]
+  # The chosen architecture of iteration 1 was still written for adanet.
+  assert os.path.exists(os.path.join(model_dir, "architecture-0.json"))
+  assert all(np.isfinite(x.selection_loss) for r in result.records
+             for x in r.candidates)
