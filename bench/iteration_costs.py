@@ -42,10 +42,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 import improve_nas  # pylint: disable=g-import-not-at-top
+from step_clock import clock_hook, quiet, step_seconds  # pylint: disable=g-bad-import-order
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(improve_nas.__file__), "configs",
@@ -56,32 +56,6 @@ flags.DEFINE_string("arch", "1@48", "The constant generator's tower, unless "
                     "--config.generator is given.")
 
 FLAGS = flags.FLAGS
-WARMUP = 10  # untimed steps at the start of each iteration
-
-
-def _clock_hook(segments):
-  """A SessionRunHook appending (start, end) of each step to a new list in
-  `segments` for each training call (one per iteration)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  class Clock(tf.estimator.SessionRunHook):
-
-    def begin(self):
-      segments.append([])
-
-    def before_run(self, run_context):
-      self._start = time.perf_counter()
-
-    def after_run(self, run_context, run_values):
-      segments[-1].append((self._start, time.perf_counter()))
-
-  return Clock()
-
-
-def step_seconds(segment) -> float:
-  """Median wall time of the steps after the warm-up."""
-  timed = segment[WARMUP:] or segment
-  return statistics.median(end - start for start, end in timed)
 
 
 def forward_seconds(arch: str, num_classes: int, image_size: int,
@@ -108,14 +82,6 @@ def forward_seconds(arch: str, num_classes: int, image_size: int,
   return statistics.median(times)
 
 
-def quiet() -> None:
-  """Only warnings and errors from TensorFlow, absl and TFDS."""
-  improve_nas.compat.set_tf_verbosity(False)
-  logging.set_verbosity(logging.WARNING)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tfds.disable_progress_bar()
-
-
 def main(argv):
   del argv
   quiet()
@@ -133,7 +99,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     start = time.perf_counter()
     result = search.run_search(c, os.path.join(tmp, "run"),
-                               hooks=[_clock_hook(segments)])
+                               hooks=[clock_hook(segments)])
     end = time.perf_counter()
   records = result.records
   # adanet's training call also opens sessions of its own between

@@ -28,7 +28,7 @@ from absl import flags
 from ml_collections import config_flags
 
 import improve_nas  # pylint: disable=g-import-not-at-top
-from iteration_costs import _clock_hook, quiet, step_seconds  # pylint: disable=g-bad-import-order
+from step_clock import clock_hook, quiet, step_seconds  # pylint: disable=g-bad-import-order
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(improve_nas.__file__), "configs",
@@ -41,8 +41,8 @@ FLAGS = flags.FLAGS
 def _one_iteration(c, model_dir):
   from improve_nas import search  # pylint: disable=g-import-not-at-top
   segments = []
-  result = search.run_search(c, model_dir, hooks=[_clock_hook(segments)])
-  return result.records[0], step_seconds(segments[0])
+  result = search.run_search(c, model_dir, hooks=[clock_hook(segments)])
+  return result.records[0], step_seconds(max(segments, key=len))
 
 
 def main(argv):
