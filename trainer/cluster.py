@@ -13,8 +13,8 @@ CPU. The cluster stops when the chief finishes, and the command exits with
 the chief's status. A process that dies is restarted up to --restarts
 times each (the search goes on; a restarted chief resumes from the last
 checkpoint, without --overwrite; see the README); after that every process
-is stopped and the command exits non-zero. Ctrl-C asks the chief for a clean stop (checkpoint) and
-stops the others.
+is stopped and the command exits non-zero. Ctrl-C asks the chief for a
+clean stop (checkpoint) and stops the others.
 """
 
 from __future__ import annotations
