@@ -14,13 +14,12 @@ from the checkpoint and keep their records.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import ml_collections
 import tensorflow as tf
@@ -28,53 +27,24 @@ import tensorflow as tf
 from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas import distributed
-from improve_nas.errors import ConfigError, SearchDiverged, SearchEnded
+from improve_nas.errors import SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
                                    latest_global_step, make_estimator,
                                    newest_iteration)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
+# The records and model_dir checks, under the names callers have used.
+from improve_nas.records import (CONFIG_FILE, RECORDS_FILE, CandidateRecord,
+                                 IterationRecord, check_model_dir,
+                                 check_model_dir_usable, load_records,
+                                 load_saved_config, load_search,
+                                 write_records)
 
 __all__ = ["StopRequest", "CandidateRecord", "IterationRecord", "SearchResult",
-           "run_search", "load_records", "load_search", "load_saved_config", "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR",
-           "check_model_dir", "check_model_dir_usable"]
+           "run_search", "load_records", "load_search", "load_saved_config",
+           "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR", "check_model_dir",
+           "check_model_dir_usable"]
 
-RECORDS_FILE = "search.json"
-CONFIG_FILE = "config.json"
 SUMMARY_DIR = "search"   # TensorBoard run with the per-iteration summaries
-
-
-@dataclasses.dataclass
-class CandidateRecord:
-  name: str
-  arch: str
-  reason: str
-  params: int
-  selection_loss: Optional[float]  # None: not evaluated (the only
-                                   # candidate) or diverged
-  diverged: bool = False           # its loss became NaN or infinite
-
-
-@dataclasses.dataclass
-class IterationRecord:
-  iteration: int
-  candidates: List[CandidateRecord]
-  chosen: str                     # name of the chosen candidate
-  ensemble_archs: List[str]       # the members after this iteration
-  ensemble_params: int
-  test_accuracy: float
-  test_loss: float
-  global_step: int
-  seconds: float                  # wall time: training, selection, evaluation
-  mixture_weights: List[float] = dataclasses.field(default_factory=list)
-  eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
-  train_seconds: float = 0.0      # estimator.train, bookkeeping included
-  steps_per_second: float = 0.0   # this iteration's steps / train_seconds
-
-  @classmethod
-  def from_dict(cls, d: dict) -> "IterationRecord":
-    d = dict(d)
-    d["candidates"] = [CandidateRecord(**x) for x in d["candidates"]]
-    return cls(**d)
 
 
 @dataclasses.dataclass
@@ -86,94 +56,6 @@ class SearchResult:
   interrupted: Optional[str] = None  # set when a signal stopped it: where
   estimator: object = None
   export_path: Optional[str] = None  # the SavedModel, when exported
-
-
-def _read_json(model_dir: str, name: str) -> Optional[dict]:
-  path = os.path.join(model_dir, name)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def load_search(model_dir: str) -> Optional[dict]:
-  """{"records": [IterationRecord], "ended": str or None} of the search in
-  `model_dir`, or None when it holds no search.json."""
-  saved = _read_json(model_dir, RECORDS_FILE)
-  if saved is None:
-    return None
-  return {"records": [IterationRecord.from_dict(d)
-                      for d in saved["iterations"]],
-          "ended": saved.get("ended")}
-
-
-def load_records(model_dir: str) -> List[IterationRecord]:
-  """The iteration records of the search in `model_dir` (may be empty)."""
-  saved = load_search(model_dir)
-  return saved["records"] if saved else []
-
-
-def load_saved_config(model_dir: str) -> Optional[dict]:
-  """The config a search in `model_dir` was started with (config.json), as
-  a dict, or None."""
-  return _read_json(model_dir, CONFIG_FILE)
-
-
-def _write_records(model_dir: str, records: List[IterationRecord],
-                   ended: Optional[str]) -> None:
-  path = os.path.join(model_dir, RECORDS_FILE)
-  payload = {"iterations": [dataclasses.asdict(r) for r in records],
-             "ended": ended}
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    json.dump(payload, f, indent=1)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-
-
-# Fields that may change between runs on one model_dir without changing what
-# the checkpoints mean.
-_RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "evaluator_steps",
-                     "save_checkpoints_steps", "save_summary_steps",
-                     "data_dir", "param_budget", "placement"}
-
-
-def check_model_dir_usable(model_dir: str) -> None:
-  """Raises ConfigError if `model_dir` is a file or (locally) not writable."""
-  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
-    raise ConfigError(f"--model_dir={model_dir!r} is a file, not a directory; "
-                      "choose a directory for the run")
-  if "://" in model_dir:  # gs://, hdfs://: left to the filesystem
-    return
-  existing = os.path.abspath(model_dir)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise ConfigError(f"--model_dir={model_dir!r}: {existing!r} is a file, so "
-                      "the directory cannot be created; choose another path")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ConfigError(f"--model_dir={model_dir!r}: {existing!r} is not "
-                      "writable; choose a directory you can write to")
-
-
-def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
-  """Raises ConfigError if `model_dir` holds a search with another config."""
-  saved = load_saved_config(model_dir)
-  if saved is None:
-    if tf.io.gfile.exists(model_dir) and tf.io.gfile.listdir(model_dir):
-      raise ConfigError(
-          f"model_dir {model_dir!r} is not empty and holds no improve_nas "
-          "search; choose another --model_dir or pass --overwrite")
-    return
-  current = json.loads(c.to_json())
-  changed = sorted(k for k in set(saved) | set(current)
-                   if k not in _RESUMABLE_FIELDS and
-                   saved.get(k) != current.get(k))
-  if changed:
-    fields = ", ".join(f"config.{k}={saved.get(k)!r} (now {current.get(k)!r})"
-                       for k in changed)
-    raise ConfigError(
-        f"model_dir {model_dir!r} holds a search with another config: "
-        f"{fields}; resume with the same config, choose another --model_dir, "
-        "or pass --overwrite to start over")
 
 
 def run_search(c: ml_collections.ConfigDict, model_dir: str,
@@ -251,7 +133,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
       status(f"iteration {t + 1}/{c.max_iterations}: selecting the best "
              f"candidate of iteration {t} and growing the graph")
     try:
-      if grow and latest_global_step(model_dir) >= t * steps:
+      if grow and first_step >= t * steps:
         # What the training call would do first, without its rebuilding
         # and reopening the finished iteration's training graph.
         compat.prepare_next_iteration(estimator, fns.train, train_hooks)
@@ -302,14 +184,14 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     # The hooks hold tensors, and through them the whole training graph.
     train_hooks = progress = None
     compat.release_freed_memory()
-    _write_records(model_dir, records, ended)
+    write_records(model_dir, records, ended)
     _summarize(writer, record)
     if on_iteration:
       on_iteration(records[-1])
     if stopping() and t + 1 < c.max_iterations:
       interrupted = f"stopped after iteration {t + 1}"
       break
-  _write_records(model_dir, records, ended)
+  write_records(model_dir, records, ended)
   writer.close()
   if stopping() and export and records and not interrupted:
     interrupted = "stopped before the export"
