@@ -27,6 +27,16 @@ Reported per iteration:
   `boundary_share`, that gap over the wall time from this iteration's first
   step to the next one's (the last iteration's gap is to the end of the
   search, its selection, test evaluation and records, without an export).
+- `boundary_phases`: the boundary split into its phases, in seconds:
+  `selection` (adanet's candidate evaluation phase: every candidate
+  ensemble over the selection split), `test_evaluation` (the rest of
+  `evaluate`: building the chosen ensemble's graph, running the test
+  split), `graph_growing` (adanet's growing phase: the next iteration's
+  graph built in a temporary model_dir and its first checkpoint written),
+  `training_graph` (the next `train` call up to its hooks' `begin`: the
+  next iteration's training graph built again), `session_start` (session
+  creation and restore), `until_first_step` (hooks' `after_create_session`
+  to the first step) and `other` (what is left: records, summaries).
 
 Prints one JSON object.
 """
@@ -56,6 +66,71 @@ flags.DEFINE_string("arch", "1@48", "The constant generator's tower, unless "
                     "--config.generator is given.")
 
 FLAGS = flags.FLAGS
+
+
+def clock_phases(events):
+  """Appends (name, start, end) to `events` for each call of adanet's
+  selection, evaluation, graph growing and training, and (name, time, time)
+  for each training session's hooks' `begin` and `after_create_session`.
+
+  Returns the hook to pass to the search. Patches the adanet.Estimator class
+  of this process (a benchmark's own business)."""
+  import adanet  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def timed(name):
+    method = getattr(adanet.Estimator, name)
+
+    def wrapper(*args, **kwargs):
+      start = time.perf_counter()
+      try:
+        return method(*args, **kwargs)
+      finally:
+        events.append((name.strip("_"), start, time.perf_counter()))
+
+    setattr(adanet.Estimator, name, wrapper)
+
+  for name in ("_execute_candidate_evaluation_phase", "evaluate",
+               "_execute_graph_growing_phase", "train"):
+    timed(name)
+
+  class Marks(tf.estimator.SessionRunHook):
+
+    def begin(self):
+      now = time.perf_counter()
+      events.append(("begin", now, now))
+
+    def after_create_session(self, session, coord):
+      now = time.perf_counter()
+      events.append(("session", now, now))
+
+  return Marks()
+
+
+def boundary_phases(events, start: float, end: float) -> dict:
+  """The phases of the boundary from `start` to `end` (see the docstring)."""
+  inside = [e for e in events if start <= e[1] <= end]
+
+  def total(name):
+    return sum(e[2] - e[1] for e in inside if e[0] == name)
+
+  def last(name):
+    times = [e[1] for e in inside if e[0] == name]
+    return times[-1] if times else None
+
+  selection = total("execute_candidate_evaluation_phase")
+  phases = {
+      "selection": selection,
+      "test_evaluation": total("evaluate") - selection,
+      "graph_growing": total("execute_graph_growing_phase"),
+  }
+  train, begin, session = last("train"), last("begin"), last("session")
+  if train is not None and begin is not None and train <= begin <= session:
+    phases.update(training_graph=begin - train,
+                  session_start=session - begin,
+                  until_first_step=end - session)
+  phases["other"] = (end - start) - sum(phases.values())
+  return {name: round(seconds, 2) for name, seconds in phases.items()}
 
 
 def forward_seconds(arch: str, num_classes: int, image_size: int,
@@ -95,11 +170,12 @@ def main(argv):
     c.initial_arch = FLAGS.arch
   c.max_iterations = FLAGS.iterations
   c.steps_per_iteration = FLAGS.steps
-  segments = []
+  segments, events = [], []
   with tempfile.TemporaryDirectory() as tmp:
     start = time.perf_counter()
     result = search.run_search(c, os.path.join(tmp, "run"),
-                               hooks=[clock_hook(segments)])
+                               hooks=[clock_hook(segments),
+                                      clock_phases(events)])
     end = time.perf_counter()
   records = result.records
   # adanet's training call also opens sessions of its own between
@@ -125,6 +201,7 @@ def main(argv):
         "steps_per_second": round(1 / measured, 2),
         "boundary_seconds": round(gap, 2),
         "boundary_share": round(gap / (nxt - segment[0][0]), 4),
+        "boundary_phases": boundary_phases(events, segment[-1][1], nxt),
     }
     if members_infer is not None:
       predicted = first_step + t * members_infer
