@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-all demo bench wheel bazel-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,19 @@ bench: $(STAMP)
 	$(PY) bench/iteration_costs.py
 	$(PY) bench/joint_candidates.py
 
+# The wheel and the source archive, in dist/ (built with this environment's
+# setuptools: nothing is fetched).
+wheel: $(STAMP)
+	$(PY) -m build --no-isolation --outdir dist .
+
+# The unit tests under Bazel (Debian's bazel-bootstrap 4.2, installed
+# through apt when missing), with .venv as the interpreter.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+bazel-test: $(STAMP)
+	command -v bazel >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq bazel-bootstrap; }
+	bazel test //tests/...
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist build
+	command -v bazel >/dev/null && bazel clean --expunge || true

@@ -17,7 +17,14 @@ setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    # TensorFlow 2.15 has wheels for 3.9-3.11, but this pinned stack
+    # installs on 3.11 only (README: Installing).
     python_requires=">=3.11,<3.12",
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["improve_nas", "improve_nas.*",
                                     "trainer", "trainer.*"]),
     # adanet==0.9.0 is installed separately with --no-deps: its own pins

@@ -16,6 +16,7 @@ import os
 import pwd
 import sys
 import tempfile
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,18 +32,20 @@ def _run_case(case, out_path, err_path):
       with open(out_path, "w") as out, open(err_path, "w") as err:
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-      if case.get("user") and os.geteuid() == 0:
-        user = pwd.getpwnam(case["user"])
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
-      os.environ.update(case.get("env") or {})
-      sys.argv = ["improve-nas", *case["argv"]]
       try:
+        if case.get("user") and os.geteuid() == 0:
+          user = pwd.getpwnam(case["user"])
+          os.setgid(user.pw_gid)
+          os.setuid(user.pw_uid)
+        os.environ.update(case.get("env") or {})
+        sys.argv = ["improve-nas", *case["argv"]]
         trainer.run()
         code = 0
       except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None
                                                        else 1)
+      except Exception:  # pylint: disable=broad-except
+        traceback.print_exc()  # a crash: exit status 70 and the traceback
     finally:
       sys.stdout.flush()
       sys.stderr.flush()

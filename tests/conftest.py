@@ -1,5 +1,6 @@
 """Shared pytest setup: quiet TensorFlow, the compat shims, and `--runslow`."""
 
+import importlib.util
 import os
 import pathlib
 import sys
@@ -7,9 +8,10 @@ import sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
 # Lets a plain `pytest` (not only `python -m pytest`) find the package when it
-# is not pip-installed.
-_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
+# is not installed. Where it is importable (pip install -e, or Bazel's
+# runfiles on PYTHONPATH) that copy is the one tested.
+_ROOT = str(pathlib.Path(__file__).absolute().parent.parent)
+if importlib.util.find_spec("improve_nas") is None and _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
 # improve_nas installs the TF 2.15 / adanet 0.9.0 shims; it must come before

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,3 +65,26 @@ def test_model_dir_of_another_config_is_refused_listing_every_field(tmp_path):
   assert "--overwrite" in lines[0]
   assert os.listdir(model_dir) == [search.CONFIG_FILE]
   assert (model_dir / search.CONFIG_FILE).read_text() == config_json
+
+
+def test_shipped_configs_go_by_name(tmp_path):
+  from improve_nas import configs  # pylint: disable=g-import-not-at-top
+  demo_file = configs.path("demo")
+  assert os.path.isfile(demo_file) and os.path.isabs(demo_file)
+  assert configs.resolve_argv(
+      ["improve-nas", "--config=paper:cifar10,w_akd", "--config.quick=True",
+       "--config", "demo", "--config=runs/mine.py:x"]) == [
+           "improve-nas", f"--config={configs.path('paper')}:cifar10,w_akd",
+           "--config.quick=True", "--config", demo_file,
+           "--config=runs/mine.py:x"]
+  # A file of the user's that happens to be called like a shipped config
+  # (relative to the working directory) wins over the name.
+  (tmp_path / "demo").write_text("")
+  here = os.getcwd()
+  os.chdir(tmp_path)
+  try:
+    assert configs.resolve("demo") == "demo"
+  finally:
+    os.chdir(here)
+  with pytest.raises(ValueError, match="demo, paper"):
+    configs.path("nasnet")

@@ -241,4 +241,4 @@ def test_kubernetes_manifest_runs_one_search_in_every_role():
     flags = dict(a.split("=", 1) for a in command[1:])
     # One search: the same config and model_dir in every pod.
     assert flags["--model_dir"] == "/runs/cifar10_w_akd", role
-    assert flags["--config"].endswith("paper.py:cifar10,w_akd"), role
+    assert flags["--config"] == "paper:cifar10,w_akd", role

@@ -51,7 +51,7 @@ def test_rows_have_the_papers_settings():
 
 def test_docstring_gives_each_rows_command_and_result():
   doc = paper.__doc__
-  assert "improve-nas --config=improve_nas/configs/paper.py:DATASET,ROW" in doc
+  assert "improve-nas --config=paper:DATASET,ROW" in doc
   for row in paper.ROWS:
     line = next(l for l in doc.splitlines() if l.strip().startswith(row + " "))
     numbers = re.findall(r"\d+\.\d\d", line)
@@ -70,10 +70,9 @@ def test_bad_row_is_one_line_exit_2(tmp_path):
 
 
 def test_paper_config_loads_on_the_command_line(tmp_path):
-  # No data prepared: the config loads, quick mode applies, and the search
-  # stops before training with the data message.
-  proc = _run("trainer.trainer",
-              "--config=improve_nas/configs/paper.py:cifar100,gd1_akd",
+  # No data prepared: the config loads by its shipped name, quick mode
+  # applies, and the search stops before training with the data message.
+  proc = _run("trainer.trainer", "--config=paper:cifar100,gd1_akd",
               "--config.quick=True", f"--config.data_dir={tmp_path}",
               f"--model_dir={tmp_path / 'run'}")
   assert proc.returncode == 2, proc.stderr

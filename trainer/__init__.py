@@ -1,1 +1,30 @@
-"""absl command-line entry points of improve_nas."""
+"""absl command-line entry points of improve_nas.
+
+Importing this package checks that the dependencies a `pip install` of the
+wheel does not bring are there, so that a command run without them prints
+the one line that fixes it (exit status 2) instead of an import traceback.
+"""
+
+import importlib.util
+import os
+import sys
+
+# (module, what to install). adanet 0.9.0 must come without its own
+# dependencies: it pins absl-py<1.0 and protobuf<4, which TensorFlow 2.15
+# cannot use.
+_NEEDED = (
+    ("tensorflow", "pip install 'improve_nas[cpu]' (or [gpu])"),
+    ("adanet", "pip install --no-deps adanet==0.9.0"),
+)
+
+
+def _check_installed() -> None:
+  for module, fix in _NEEDED:
+    if importlib.util.find_spec(module) is None:
+      prog = os.path.basename(sys.argv[0]) if sys.argv else "improve_nas"
+      print(f"{prog}: error: {module} is not installed in {sys.prefix}; "
+            f"run: {fix}", file=sys.stderr)
+      sys.exit(2)
+
+
+_check_installed()

@@ -3,9 +3,8 @@
 With no flags it runs the offline demo search on the embedded digits dataset:
 
     improve-nas                       # = python -m trainer.trainer
-    improve-nas --config=improve_nas/configs/demo.py \
-        --config.max_iterations=2 --model_dir=runs/mine
-    improve-nas --config=improve_nas/configs/paper.py:cifar10,w_akd \
+    improve-nas --config=demo --config.max_iterations=2 --model_dir=runs/mine
+    improve-nas --config=paper:cifar10,w_akd \
         --config.quick=True --config.data_dir=DIR --model_dir=runs/smoke
     improve-nas --model_dir=runs/mine --export_only   # SavedModel again
 
@@ -79,8 +78,9 @@ def main(argv):
     c.get("dataset")  # A config file that failed to load raises here.
   except (OSError, AttributeError) as e:
     reason = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
-    _fail(f"--config could not be loaded: {reason}; pass a config file such "
-          "as improve_nas/configs/demo.py")
+    _fail(f"--config could not be loaded: {reason}; pass a shipped config "
+          "(demo, paper:DATASET,ROW) or a config file such as "
+          "my_configs/search.py")
   model_dir = FLAGS.model_dir
   try:
     config_lib.validate(c)
@@ -238,12 +238,15 @@ def _export_only(model_dir: str) -> None:
 
 def _define_config_flag():
   # ml_collections reads the config file and its --config.FIELD overrides
-  # from sys.argv as soon as the flag is defined.
+  # from sys.argv as soon as the flag is defined; shipped configs go by
+  # name (--config=demo, --config=paper:cifar10,w_akd).
+  from improve_nas import configs  # pylint: disable=g-import-not-at-top
+  sys.argv[:] = configs.resolve_argv(sys.argv)
   try:
     config_flags.DEFINE_config_file(
-        "config", _DEMO_CONFIG, "An ml_collections config file, e.g. "
-        "improve_nas/configs/demo.py; override fields with "
-        "--config.FIELD=VALUE.", lock_config=True)
+        "config", _DEMO_CONFIG, "A shipped config by name (demo, or "
+        "paper:DATASET,ROW) or an ml_collections config file; override "
+        "fields with --config.FIELD=VALUE.", lock_config=True)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError,
           OSError) as e:
     text = str(e).splitlines()[0] if str(e) else repr(e)

@@ -2,7 +2,7 @@
 
 One config family; the argument after the colon picks dataset and row:
 
-    improve-nas --config=improve_nas/configs/paper.py:DATASET,ROW \
+    improve-nas --config=paper:DATASET,ROW \
         --config.data_dir=DIR --model_dir=runs/DATASET-ROW
 
 DATASET is cifar10 or cifar100 (prepared in DIR; see the README's Datasets
@@ -36,7 +36,7 @@ towers and images, two iterations at most (see config.apply_quick).
 
 Example, the paper's best CIFAR-10 row:
 
-    improve-nas --config=improve_nas/configs/paper.py:cifar10,w_akd \
+    improve-nas --config=paper:cifar10,w_akd \
         --config.data_dir=~/tensorflow_datasets --model_dir=runs/c10-w_akd
 """
 
@@ -84,7 +84,7 @@ def get_config(arg: str = "cifar10,w_akd"):
     raise ConfigError(
         f"paper config {arg!r}: use DATASET,ROW with DATASET one of "
         f"{', '.join(DATASETS)} and ROW one of {', '.join(ROWS)}, e.g. "
-        "improve_nas/configs/paper.py:cifar10,w_akd")
+        "--config=paper:cifar10,w_akd")
   c = base_config()
   c.dataset = dataset
   c.generator = "constant"
