@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/candidate_throughput.py
 	$(PY) bench/iteration_costs.py
 	$(PY) bench/joint_candidates.py
+	$(PY) bench/mirrored_throughput.py
 
 # The wheel and the source archive, in dist/ (built with this environment's
 # setuptools: nothing is fetched).

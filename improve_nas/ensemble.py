@@ -42,6 +42,13 @@ class MixtureWeightEnsembler(adanet.ensemble.ComplexityRegularizedEnsembler):
     for i, weighted in enumerate(ensemble.weighted_subnetworks):
       summary.scalar(f"mixture_weight/{i}", weighted.weight)
     summary.scalar("accuracy", batch_accuracy(ensemble.logits, labels))
+    if not var_list:
+      # Under MirroredStrategy the replicas after the first reuse the
+      # variables the first one created, so adanet's diff of the variable
+      # collections finds none for them: take the mixture weights directly.
+      var_list = [w.weight for w in ensemble.weighted_subnetworks
+                  if isinstance(w.weight, tf.Variable) or
+                  hasattr(w.weight, "_distribute_strategy")]
     if not self._learn or not var_list:
       return tf.no_op()
     learning_rate = optimizers.cosine_learning_rate(

@@ -15,6 +15,7 @@ import tensorflow as tf
 from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas import distributed
+from improve_nas import mirrored
 from improve_nas.builder import NasnetBuilder, TrainingConfig
 from improve_nas.data import datasets
 from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
@@ -210,6 +211,17 @@ def make_estimator(c: ml_collections.ConfigDict,
   # (a pure-Python text dump, seconds per call) and a .meta file per
   # checkpoint. TensorBoard still gets the graph from the event files.
   overrides["checkpoint_save_graph_def"] = False
+  if run_config.train_distribute is not None:
+    mirrored.replica_batch_size(
+        c.batch_size, run_config.train_distribute.num_replicas_in_sync)
+  cpus = mirrored.cpu_device_count(run_config.train_distribute)
+  if cpus:
+    # A Session only has the logical CPU devices it is told to create.
+    session = tf.compat.v1.ConfigProto()
+    session.CopyFrom(overrides.get("session_config") or
+                     run_config.session_config or _session_config())
+    session.device_count["CPU"] = max(session.device_count["CPU"], cpus)
+    overrides["session_config"] = session
   run_config = run_config.replace(**overrides)
 
   source = datasets.load_source(c.dataset, c.data_dir or None)

@@ -34,6 +34,13 @@ def momentum_train_op(loss: tf.Tensor, var_list: Sequence[tf.Variable],
   optimizer = tf.compat.v1.train.MomentumOptimizer(
       learning_rate, momentum, name=name)
   var_list = list(var_list)
+  replicas = tf.distribute.get_replica_context()
+  replicas = replicas.num_replicas_in_sync if replicas else 1
+  if replicas > 1:
+    # Under MirroredStrategy apply_gradients sums the replicas' gradients;
+    # each replica's loss is the mean over its share of the global batch,
+    # so 1/replicas makes the sum the gradient of the global batch's mean.
+    loss = loss / replicas
   grads = tf.gradients(loss, var_list)
   if clip_norm:
     grads, _ = tf.clip_by_global_norm(grads, clip_norm)

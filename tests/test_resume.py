@@ -36,12 +36,13 @@ class Run:
   """One `improve-nas` process; `until(pattern, sig)` sends `sig` when a line
   of its output matches, then waits for it to end."""
 
-  def __init__(self, model_dir, generator):
+  def __init__(self, model_dir, generator, extra=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT,
                PYTHONUNBUFFERED="1")
     self.proc = subprocess.Popen(
         [sys.executable, "-m", "trainer.trainer", *FLAGS,
-         f"--config.generator={generator}", f"--model_dir={model_dir}"], cwd=ROOT, env=env, text=True,
+         f"--config.generator={generator}", f"--model_dir={model_dir}",
+         *extra], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     self.lines = []
     self.signalled = False

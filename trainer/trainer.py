@@ -50,6 +50,13 @@ flags.DEFINE_bool("export_only", False,
 flags.DEFINE_float("progress_secs", 10.0,
                    "Seconds between progress lines during training; 0 turns "
                    "them off.")
+flags.DEFINE_enum("distribution", "none", ["none", "mirrored"],
+                  "mirrored: split each training step over this machine's "
+                  "GPUs (or --cpu_devices CPU devices) with MirroredStrategy; "
+                  "config.batch_size is the global batch.")
+flags.DEFINE_integer("cpu_devices", 0,
+                     "With --distribution=mirrored: replicas on this many "
+                     "logical CPU devices instead of the GPUs (0: the GPUs).")
 
 
 def _fail(message: str) -> None:
@@ -83,6 +90,7 @@ def main(argv):
           "my_configs/search.py")
   model_dir = FLAGS.model_dir
   try:
+    run_config = _distribution_run_config(distributed.current_task())
     config_lib.validate(c)
     c = config_lib.apply_quick(c)
     if not model_dir:
@@ -98,6 +106,9 @@ def main(argv):
       _run_task(task, c, model_dir)
       return
     role = f", as the chief of {_describe(task)}" if task.distributed else ""
+    if run_config is not None:
+      replicas = run_config.train_distribute.num_replicas_in_sync
+      role += f", mirrored over {replicas} device(s)"
     print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
           f"{c.max_iterations} iterations of {c.steps_per_iteration} steps, "
           f"model_dir={model_dir}{role}", flush=True)
@@ -114,7 +125,7 @@ def main(argv):
 
     with search.StopRequest() as stop:
       result = search.run_search(
-          c, model_dir, on_iteration=iteration_done,
+          c, model_dir, run_config=run_config, on_iteration=iteration_done,
           overwrite=FLAGS.overwrite,
           on_progress=show if FLAGS.progress_secs > 0 else None,
           progress_secs=FLAGS.progress_secs, export=FLAGS.export, stop=stop,
@@ -234,6 +245,26 @@ def _export_only(model_dir: str) -> None:
   saved.update(ml_collections.ConfigDict(fields))
   print(f"SavedModel: "
         f"{estimator_lib.export_saved_model(saved, model_dir)}")
+
+
+def _distribution_run_config(task):
+  """The RunConfig --distribution asks for (None: adanet's default)."""
+  from improve_nas import mirrored  # pylint: disable=g-import-not-at-top
+  if FLAGS.cpu_devices < 0:
+    raise ConfigError(f"--cpu_devices={FLAGS.cpu_devices}: must be >= 0 (0: "
+                      "the GPUs)")
+  if FLAGS.distribution != "mirrored":
+    if FLAGS.cpu_devices:
+      raise ConfigError(f"--cpu_devices={FLAGS.cpu_devices} needs "
+                        "--distribution=mirrored")
+    return None
+  if task.distributed:
+    raise ConfigError(f"--distribution=mirrored is for one machine, but "
+                      f"TF_CONFIG makes this process the {task} of a cluster; "
+                      "unset TF_CONFIG or drop --distribution")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.estimator.RunConfig(
+      train_distribute=mirrored.strategy(FLAGS.cpu_devices))
 
 
 def _define_config_flag():

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from improve_nas.builder import IMAGE_KEY
+from improve_nas import mirrored
 
 __all__ = ["PipelineConfig", "make_input_fn", "preprocess", "augment",
            "cutout", "scaled"]
@@ -136,24 +137,33 @@ def make_input_fn(source, config: PipelineConfig,
       skip) to resume a stream part-way; defaults to config.seed.
   """
 
-  def input_fn(params=None):
+  def input_fn(params=None, input_context=None):
+    """`input_context`: given by tf.estimator under a distribution strategy,
+    whose replicas each take one element: batches are then the global
+    batch's share of one replica, and a global step consumes one per
+    replica."""
     del params
     seed = seed_fn() if seed_fn else config.seed
     seed, skip = seed if isinstance(seed, tuple) else (seed, 0)
+    batch_size = config.batch_size
+    if input_context is not None and input_context.num_replicas_in_sync > 1:
+      replicas = input_context.num_replicas_in_sync
+      batch_size = mirrored.replica_batch_size(batch_size, replicas)
+      skip *= replicas
     ds = source.read(config.split, shuffle_files=config.training, seed=seed)
     ds = ds.map(lambda ex: (ex["image"], ex["label"]))
     if not config.training:
       ds = ds.map(lambda image, label: (
           {IMAGE_KEY: preprocess(image, config.image_size)}, label),
                   num_parallel_calls=tf.data.AUTOTUNE)
-      return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+      return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     # Shuffle the small uint8 images, before they become float32, then
     # augment whole batches at once (each image still draws its own crop,
     # flip and Cutout).
     ds = ds.shuffle(config.shuffle_buffer, seed=seed,
                     reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(config.batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, seeds))
     if skip:  # before augmentation: skipped batches cost only their reading
