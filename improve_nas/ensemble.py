@@ -47,8 +47,7 @@ class MixtureWeightEnsembler(adanet.ensemble.ComplexityRegularizedEnsembler):
       # variables the first one created, so adanet's diff of the variable
       # collections finds none for them: take the mixture weights directly.
       var_list = [w.weight for w in ensemble.weighted_subnetworks
-                  if isinstance(w.weight, tf.Variable) or
-                  hasattr(w.weight, "_distribute_strategy")]
+                  if isinstance(w.weight, tf.Variable)]  # mirrored ones too
     if not self._learn or not var_list:
       return tf.no_op()
     learning_rate = optimizers.cosine_learning_rate(

@@ -31,9 +31,6 @@ import improve_nas
 from trainer import cli
 from improve_nas.errors import ConfigError
 
-_DEMO_CONFIG = os.path.join(os.path.dirname(improve_nas.__file__), "configs",
-                            "demo.py")
-
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", "runs/demo",
                     "Where checkpoints, summaries and search.json go. An "
@@ -275,7 +272,7 @@ def _define_config_flag():
   sys.argv[:] = configs.resolve_argv(sys.argv)
   try:
     config_flags.DEFINE_config_file(
-        "config", _DEMO_CONFIG, "A shipped config by name (demo, or "
+        "config", configs.path("demo"), "A shipped config by name (demo, or "
         "paper:DATASET,ROW) or an ml_collections config file; override "
         "fields with --config.FIELD=VALUE.", lock_config=True)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError,
