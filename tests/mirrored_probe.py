@@ -77,7 +77,9 @@ def main(out, model_dir, cpu_devices, *fields):
                              hooks=[ReplicaCheck(report)])
   report["records"] = [
       {"chosen": r.chosen, "test_accuracy": r.test_accuracy,
-       "candidates": [k.name for k in r.candidates]} for r in result.records]
+       "candidates": [k.name for k in r.candidates],
+       "selection_losses": [k.selection_loss for k in r.candidates],
+       "mixture_weights": r.mixture_weights} for r in result.records]
   with open(out, "w") as f:
     json.dump(report, f)
 

@@ -337,6 +337,28 @@ def test_training_batches_range_and_variation():
   assert not np.array_equal(batches[0][1], other[1])
 
 
+def test_replicas_split_the_single_device_global_batch():
+  # Under MirroredStrategy tf.estimator hands the input_fn an InputContext
+  # and the replicas take consecutive elements: together, the elements of
+  # one step must be the single-device batch, augmentations included, also
+  # when a resumed run skips batches.
+  source = datasets.load_source("sklearn_digits")
+  config = PipelineConfig(split="train", image_size=16, batch_size=32,
+                          training=True, cutout_size=8)
+  context = tf.distribute.InputContext(num_replicas_in_sync=2)
+  for skip in (0, 3):
+    fn = make_input_fn(source, config, seed_fn=lambda s=skip: (7, s))
+    single = list(fn().take(2))
+    shares = list(fn(input_context=context).take(4))
+    assert [s[1].shape[0] for s in shares] == [16] * 4
+    for step, (features, labels) in enumerate(single):
+      pair = shares[2 * step:2 * step + 2]
+      np.testing.assert_array_equal(
+          features["image"], np.concatenate([p[0]["image"] for p in pair]))
+      np.testing.assert_array_equal(
+          labels, np.concatenate([p[1] for p in pair]))
+
+
 def test_seed_fn_gives_each_call_a_new_order():
   seeds = iter(range(100, 200))
   source = datasets.load_source("sklearn_digits")

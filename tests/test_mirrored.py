@@ -105,3 +105,33 @@ def test_sessions_get_the_logical_cpu_devices_of_the_replicas():
   # A strategy over the one default CPU needs no extra device.
   assert mirrored.cpu_device_count(
       tf.distribute.MirroredStrategy(["/cpu:0"])) == 0
+
+
+def _replica_probe(*args):
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tests", "replica_probe.py"),
+       *map(str, args)],
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("clip_norm", [0, 1.0])
+def test_replicas_step_exactly_as_one_device_on_the_global_batch(clip_norm):
+  # optimizers.momentum_train_op, mirrored over 2 logical CPU devices, each
+  # replica on its half of the global batch, against one device on all of
+  # it. With clip_norm=1 clipping binds at every step: the global
+  # gradient's norm is clipped, not each replica's share.
+  weights = _replica_probe("momentum", 2, clip_norm)
+  assert weights["mirrored"] == pytest.approx(weights["single"], abs=1e-5)
+  assert weights["single"] != pytest.approx([1.0, 1.0, 1.0], abs=0.1)
+
+
+def test_replicas_drop_the_paths_one_device_would():
+  # Each replica keeps its share of the global batch's drop-path noise:
+  # the shares do not repeat one mask, and together they are one device's.
+  outputs = _replica_probe("drop_path", 2)
+  assert outputs["mirrored"] == outputs["single"]
+  assert outputs["mirrored"][:8] != outputs["mirrored"][8:]
+  assert set(outputs["single"]) == {0.0, 2.0}

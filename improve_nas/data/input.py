@@ -139,31 +139,28 @@ def make_input_fn(source, config: PipelineConfig,
 
   def input_fn(params=None, input_context=None):
     """`input_context`: given by tf.estimator under a distribution strategy,
-    whose replicas each take one element: batches are then the global
-    batch's share of one replica, and a global step consumes one per
-    replica."""
+    whose replicas take consecutive elements. Training batches are then
+    made, skipped and augmented whole, exactly as on one device, and each is
+    split into the replicas' shares: the replicas of one step together see
+    the single-device run's global batch, augmentations included."""
     del params
     seed = seed_fn() if seed_fn else config.seed
     seed, skip = seed if isinstance(seed, tuple) else (seed, 0)
-    batch_size = config.batch_size
-    if input_context is not None and input_context.num_replicas_in_sync > 1:
-      replicas = input_context.num_replicas_in_sync
-      batch_size = mirrored.replica_batch_size(batch_size, replicas)
-      skip *= replicas
+    replicas = input_context.num_replicas_in_sync if input_context else 1
     ds = source.read(config.split, shuffle_files=config.training, seed=seed)
     ds = ds.map(lambda ex: (ex["image"], ex["label"]))
     if not config.training:
       ds = ds.map(lambda image, label: (
           {IMAGE_KEY: preprocess(image, config.image_size)}, label),
                   num_parallel_calls=tf.data.AUTOTUNE)
-      return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+      return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
     # Shuffle the small uint8 images, before they become float32, then
     # augment whole batches at once (each image still draws its own crop,
     # flip and Cutout).
     ds = ds.shuffle(config.shuffle_buffer, seed=seed,
                     reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(config.batch_size, drop_remainder=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, seeds))
     if skip:  # before augmentation: skipped batches cost only their reading
@@ -178,6 +175,10 @@ def make_input_fn(source, config: PipelineConfig,
       return {IMAGE_KEY: images}, labels
 
     ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if replicas > 1:
+      ds = ds.rebatch(
+          mirrored.replica_batch_size(config.batch_size, replicas),
+          drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
   return input_fn

@@ -90,8 +90,18 @@ class DropPath(tf.keras.layers.Layer):
     if seed is None:
       noise = tf.random.uniform([batch, 1, 1, 1], dtype=inputs.dtype)
     else:
-      noise = tf.random.stateless_uniform([batch, 1, 1, 1], seed,
+      # Under tf.distribute replicas, each holding an equal consecutive
+      # share of the global batch, every replica draws the global batch's
+      # noise and keeps its share: together they drop what one device
+      # would, where the same seed alone would drop the same paths in
+      # every share.
+      context = tf.distribute.get_replica_context()
+      replicas = context.num_replicas_in_sync if context else 1
+      noise = tf.random.stateless_uniform([batch * replicas, 1, 1, 1], seed,
                                           dtype=inputs.dtype)
+      if replicas > 1:
+        start = batch * tf.cast(context.replica_id_in_sync_group, tf.int32)
+        noise = noise[start:start + batch]
     mask = tf.floor(keep_prob + noise)
     return inputs / keep_prob * mask
 
