@@ -1,16 +1,20 @@
 """Training examples per second on 1 device and mirrored over 2 logical CPU
-devices (`--distribution=mirrored --cpu_devices=2`).
+devices (`--distribution=mirrored --cpu_devices=2`), or over the GPUs.
 
     .venv/bin/python bench/mirrored_throughput.py [--devices=0,2] \
         [--steps=120] [--arch=1@48] [--batch_size=32]
+    .venv/bin/python bench/mirrored_throughput.py --devices=0,gpus   # GPUs
 
-For each device count (0: one device, no strategy) a child process runs a
-one-iteration search of one constant tower on the demo's 8x8 digits (the
-logical devices must be set before TensorFlow starts), with a hook that
-clocks every training step. Reported per count: the median step time after
-10 warm-up steps, and examples per second at the global batch. On a 2-core
-CPU both replicas share the same cores, so no speed-up is expected; the
-figure is the price of the replication. Prints one JSON object.
+Each entry of --devices is 0 (one device, no strategy: TensorFlow's
+default placement, the first GPU where there is one), N (mirrored over N
+logical CPU devices) or `gpus` (mirrored over every visible GPU). For each,
+a child process runs a one-iteration search of one constant tower on the
+demo's 8x8 digits (the logical devices must be set before TensorFlow
+starts), with a hook that clocks every training step. Reported per entry:
+the replicas' devices, the median step time after 10 warm-up steps, and
+examples per second at the global batch. On a 2-core CPU both replicas
+share the same cores, so no speed-up is expected; the figure is the price
+of the replication. Prints one JSON object.
 """
 
 import json
@@ -27,11 +31,11 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 flags.DEFINE_list("devices", ["0", "2"], "Logical CPU device counts (0: one "
-                  "device without a strategy).")
+                  "device without a strategy), or gpus: every visible GPU.")
 flags.DEFINE_integer("steps", 120, "Training steps.")
 flags.DEFINE_string("arch", "1@48", "The tower.")
 flags.DEFINE_integer("batch_size", 32, "The global batch.")
-flags.DEFINE_integer("child", -1, "Internal: measure this device count.")
+flags.DEFINE_string("child", "", "Internal: measure this --devices entry.")
 flags.DEFINE_string("out", "", "Internal: the child's JSON output.")
 FLAGS = flags.FLAGS
 
@@ -43,10 +47,12 @@ def _child():
   from improve_nas import search  # pylint: disable=g-import-not-at-top
   from improve_nas.configs.demo import get_config  # pylint: disable=g-import-not-at-top
   quiet()
-  run_config = None
-  if FLAGS.child:
-    run_config = tf.estimator.RunConfig(
-        train_distribute=mirrored.strategy(FLAGS.child))
+  run_config, devices = None, ["default"]
+  if FLAGS.child != "0":
+    strategy = mirrored.strategy(
+        0 if FLAGS.child == "gpus" else int(FLAGS.child))
+    run_config = tf.estimator.RunConfig(train_distribute=strategy)
+    devices = list(strategy.extended.worker_devices)
   c = get_config()
   c.generator, c.initial_arch = "constant", FLAGS.arch
   c.max_iterations, c.steps_per_iteration = 1, FLAGS.steps
@@ -58,7 +64,9 @@ def _child():
   segment = max(segments, key=len)
   seconds = step_seconds(segment)
   with open(FLAGS.out, "w") as f:
-    json.dump({"devices": max(FLAGS.child, 1), "steps": len(segment),
+    json.dump({"devices": devices,
+               "gpus_visible": len(tf.config.list_physical_devices("GPU")),
+               "steps": len(segment),
                "step_seconds": round(seconds, 5),
                "examples_per_second": round(FLAGS.batch_size / seconds, 1)},
               f)
@@ -66,9 +74,13 @@ def _child():
 
 def main(argv):
   del argv
-  if FLAGS.child >= 0:
+  if FLAGS.child:
     _child()
     return
+  for entry in FLAGS.devices:
+    if not (entry.isdigit() or entry == "gpus"):
+      raise app.UsageError(f"--devices: {entry!r} is neither a device count "
+                           "nor gpus")
   results = []
   with tempfile.TemporaryDirectory() as tmp:
     for count in FLAGS.devices:

@@ -63,8 +63,11 @@ def test_mirrored_loss_decreases(runs):
 @pytest.mark.slow
 def test_mirrored_matches_a_single_device_run(runs):
   # Same seed and global batch: the same candidates are proposed and
-  # chosen, and the final accuracy agrees within 0.1 (the replicas' batch
-  # norm statistics are per replica and the summation order differs).
+  # chosen, and the final accuracy agrees within 0.1. The replicas see the
+  # same examples, augmentations and drop-path masks as one device, but
+  # normalise with their own half's batch statistics, so the runs drift
+  # apart like two seeds: on one device, seeds 42, 43 and 44 end at 0.359,
+  # 0.25 and 0.312 here.
   mirrored_records = runs["mirrored"]["records"]
   single_records = runs["single"]["records"]
   assert ([r["candidates"] for r in mirrored_records] ==
