@@ -22,10 +22,6 @@ Shims:
     `_subnetwork_context_per_thread`); tf.estimator's distributed training
     loses the summary op (`_distributed_summary_op`), and adanet's step
     counters drift apart between replicas (`_mirrored_step_counters`).
-  * Memory across iterations: `release_freed_memory`
-    frees a finished iteration's graph, and `limit_heap_fragmentation`
-    stops glibc's heap from fragmenting over the many graphs a search
-    builds.
   * adanet evaluates the candidates of a finished iteration for selection
     twice when the iteration is evaluated before the next one starts;
     `share_candidate_evaluation` makes the second time reuse the first.
@@ -36,8 +32,6 @@ Shims:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import importlib
 import logging
 import os
@@ -45,10 +39,8 @@ import sys
 import threading
 import types
 
-__all__ = ["install", "set_tf_verbosity", "release_freed_memory",
-           "evaluate_locally", "share_candidate_evaluation",
-           "prepare_next_iteration",
-           "limit_heap_fragmentation", "MMAP_THRESHOLD_ENV"]
+__all__ = ["install", "set_tf_verbosity", "evaluate_locally",
+           "share_candidate_evaluation", "prepare_next_iteration"]
 
 _OLD_GRAPH_VIEW = "tensorflow.python.training.tracking.graph_view"
 _NEW_GRAPH_VIEW = "tensorflow.python.checkpoint.graph_view"
@@ -280,60 +272,6 @@ def _mirrored_step_counters() -> None:
 
   build_iteration._improve_nas_patched = True  # pylint: disable=protected-access
   builder.build_iteration = build_iteration
-
-
-def _libc_function(name: str):
-  try:
-    return getattr(ctypes.CDLL("libc.so.6"), name)
-  except (OSError, AttributeError):  # not glibc: nothing to tune
-    return None
-
-
-_MALLOC_TRIM = _libc_function("malloc_trim")
-_MALLOPT = _libc_function("mallopt")
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD_ENV = "IMPROVE_NAS_MMAP_THRESHOLD"
-_DEFAULT_MMAP_THRESHOLD = 64 * 1024
-_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
-
-
-def limit_heap_fragmentation() -> int:
-  """Makes glibc serve every allocation of 64 KiB or more (or
-  $IMPROVE_NAS_MMAP_THRESHOLD bytes; 0 leaves glibc alone) with its own
-  mapping, returned to the system when freed. Returns the threshold set.
-
-  glibc starts at 128 KiB but raises the threshold, up to 32 MiB, each time
-  a mapped block is freed, so after TensorFlow frees its first large
-  buffers, graphs' and tensors' large blocks come from the heap instead,
-  where they fragment it: the demo's third iteration then peaked 160 MB
-  above the same iteration run alone in a fresh process (see
-  bench/memory_growth.py). A fixed threshold stops that.
-  """
-  value = os.environ.get(MMAP_THRESHOLD_ENV, "").strip()
-  try:
-    threshold = int(value) if value else _DEFAULT_MMAP_THRESHOLD
-  except ValueError:
-    threshold = -1
-  # glibc refuses thresholds above half its 64 MiB heap size.
-  if not 0 <= threshold <= _MAX_MMAP_THRESHOLD:
-    from improve_nas.errors import ConfigError  # pylint: disable=g-import-not-at-top
-    raise ConfigError(
-        f"{MMAP_THRESHOLD_ENV}={value!r} is not a size from 0 to "
-        f"{_MAX_MMAP_THRESHOLD} bytes; set it to e.g. 65536, or to 0 to "
-        "leave glibc's malloc alone")
-  if threshold and _MALLOPT is not None:
-    _MALLOPT(_M_MMAP_THRESHOLD, threshold)
-  return threshold
-
-
-def release_freed_memory() -> None:
-  """Frees a finished graph now (it is a web of reference cycles, so only
-  the cycle collector frees it) and asks glibc to give freed heap pages back
-  to the system. Without this a long search keeps the high-water mark of
-  every earlier iteration resident."""
-  gc.collect()
-  if _MALLOC_TRIM is not None:
-    _MALLOC_TRIM(0)
 
 
 def share_candidate_evaluation(estimator) -> None:

@@ -15,6 +15,7 @@ import tensorflow as tf
 from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas import distributed
+from improve_nas import memory
 from improve_nas import mirrored
 from improve_nas.builder import NasnetBuilder, TrainingConfig
 from improve_nas.data import datasets
@@ -189,7 +190,7 @@ def make_estimator(c: ml_collections.ConfigDict,
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
-  compat.limit_heap_fragmentation()
+  memory.limit_heap_fragmentation()
   # RunConfig() reads TF_CONFIG: a cluster task (see distributed.py).
   default_run_config = run_config is None
   run_config = run_config or tf.estimator.RunConfig()

@@ -27,6 +27,7 @@ import tensorflow as tf
 from improve_nas import compat
 from improve_nas import config as config_lib
 from improve_nas import distributed
+from improve_nas import memory
 from improve_nas.errors import SearchDiverged, SearchEnded
 from improve_nas.estimator import (export_saved_model, input_fns,
                                    latest_global_step, make_estimator,
@@ -183,7 +184,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
       overheads.append(max(0.0, record.seconds - progress.training_seconds))
     # The hooks hold tensors, and through them the whole training graph.
     train_hooks = progress = None
-    compat.release_freed_memory()
+    memory.release_freed_memory()
     write_records(model_dir, records, ended)
     _summarize(writer, record)
     if on_iteration:

@@ -1,12 +1,10 @@
-"""adanet 0.9.0 on TF 2.15: the shims, a real two-iteration search, batch
-norm moving statistics updated inside adanet's graph, and the allocator
-setting that keeps a long search's heap from fragmenting."""
+"""adanet 0.9.0 on TF 2.15: the shims, a real two-iteration search, and
+batch norm moving statistics updated inside adanet's graph."""
 
 import sys
 
 import adanet
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from improve_nas import compat
@@ -147,63 +145,3 @@ def test_batch_norm_moving_statistics_update_in_adanet(tmp_path):
                     if np.all(reader.get_tensor(n) == 1.0)]
   assert not unchanged_means
   assert not unchanged_vars
-
-
-# In a fresh interpreter: optionally applies improve_nas's allocator setting
-# (compat.py loaded on its own, without TensorFlow), allocates 8 MiB and
-# frees it (glibc then raises its own mmap threshold past it), then prints
-# whether a 1 MiB block got a mapping of its own (1) or came from the heap.
-_MAPPED_PROBE = """
-import ctypes, importlib.util, sys
-if sys.argv[1] == "limit":
-  spec = importlib.util.spec_from_file_location("compat_alone", sys.argv[2])
-  compat = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(compat)
-  compat.limit_heap_fragmentation()
-libc = ctypes.CDLL("libc.so.6")
-class MallInfo2(ctypes.Structure):
-  _fields_ = [(n, ctypes.c_size_t) for n in (
-      "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-      "uordblks", "fordblks", "keepcost")]
-libc.mallinfo2.restype = MallInfo2
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-libc.free(libc.malloc(8 << 20))
-before = libc.mallinfo2().hblks
-block = libc.malloc(1 << 20)
-print(libc.mallinfo2().hblks - before)
-libc.free(block)
-"""
-
-
-def _mapped(mode):
-  import subprocess  # pylint: disable=g-import-not-at-top
-  return subprocess.run(
-      [sys.executable, "-c", _MAPPED_PROBE, mode, compat.__file__],
-      capture_output=True, text=True, check=True).stdout.strip()
-
-
-def test_large_blocks_keep_their_own_mappings_after_glibc_raises_its_threshold(
-    monkeypatch):
-  monkeypatch.delenv(compat.MMAP_THRESHOLD_ENV, raising=False)
-  # Plain glibc: the 1 MiB block comes from the heap, where, freed, it
-  # stays resident and fragments the heap.
-  assert _mapped("plain") == "0"
-  # What make_estimator sets: a mapping of its own, returned when freed.
-  assert _mapped("limit") == "1"
-  # IMPROVE_NAS_MMAP_THRESHOLD=0 leaves glibc alone.
-  monkeypatch.setenv(compat.MMAP_THRESHOLD_ENV, "0")
-  assert _mapped("limit") == "0"
-
-
-def test_allocator_threshold_comes_from_the_environment(monkeypatch):
-  monkeypatch.setenv(compat.MMAP_THRESHOLD_ENV, "1048576")
-  assert compat.limit_heap_fragmentation() == 1 << 20
-  monkeypatch.setenv(compat.MMAP_THRESHOLD_ENV, str(64 << 20))
-  with pytest.raises(ValueError, match="IMPROVE_NAS_MMAP_THRESHOLD='67108864"):
-    compat.limit_heap_fragmentation()
-  monkeypatch.setenv(compat.MMAP_THRESHOLD_ENV, "0")  # leaves glibc alone
-  assert compat.limit_heap_fragmentation() == 0
-  monkeypatch.delenv(compat.MMAP_THRESHOLD_ENV)
-  assert compat.limit_heap_fragmentation() == 64 * 1024
