@@ -51,6 +51,7 @@ setup(
             "improve-nas-arch=trainer.arch:run",
             "improve-nas-report=trainer.report:run",
             "improve-nas-cluster=trainer.cluster:run",
+            "improve-nas-compare=trainer.compare:run",
         ],
     },
 )

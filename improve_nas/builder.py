@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import zlib
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import adanet
 import numpy as np
@@ -13,10 +13,11 @@ import tensorflow as tf
 
 from improve_nas import distillation
 from improve_nas import optimizers
-from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
 __all__ = ["TrainingConfig", "NasnetBuilder", "IMAGE_KEY", "LOSS_COLLECTION",
+           "MEMBER_LOGITS_COLLECTION", "member_key",
            "IMAGE_COLLECTION", "candidate_name", "candidate_iteration",
            "batch_accuracy"]
 
@@ -24,6 +25,9 @@ IMAGE_KEY = "image"
 # Graph collection holding each training candidate's total loss, for progress
 # reporting (see improve_nas.progress).
 LOSS_COLLECTION = "improve_nas_candidate_losses"
+# Graph collection holding the logits of every tower built for inference
+# (evaluation, prediction): each member's own predictions, for its accuracy.
+MEMBER_LOGITS_COLLECTION = "improve_nas_member_logits"
 # Graph collection holding PNG-encoded augmented training images.
 IMAGE_COLLECTION = "improve_nas_augmented_images"
 # Augmented training images shown in TensorBoard, per candidate.
@@ -42,6 +46,12 @@ def candidate_iteration(tensor: tf.Tensor) -> int:
   return int(match.group(1)) if match else -1
 
 
+def member_key(iteration: int, name: str) -> str:
+  """How a member is named in metrics: "t0_nasnet_1x96" is the candidate
+  nasnet_1x96 trained at iteration 0."""
+  return f"t{iteration}_{name}"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
   """How every member of the ensemble is trained (paper defaults)."""
@@ -55,6 +65,7 @@ class TrainingConfig:
   drop_path_keep_prob: float = 0.6
   use_aux_head: bool = True
   aux_head_weight: float = 0.4
+  aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS
   knowledge_distillation: str = "adaptive"
   kd_temperature: float = 1.0
   seed: int = 42  # initial weights; drop-path noise (with the global step)
@@ -116,7 +127,8 @@ class NasnetBuilder(adanet.subnetwork.Builder):
     tower = NasnetTower(self._arch, logits_dimension,
                         use_aux_head=cfg.use_aux_head,
                         drop_path_keep_prob=cfg.drop_path_keep_prob,
-                        name="nasnet", seed=init_seed)
+                        name="nasnet", seed=init_seed,
+                        aux_head_filters=cfg.aux_head_filters)
     progress = self._progress(iteration_step)
     outputs = tower(images, training=training, progress=progress,
                     seed=self._noise_seed(iteration_step) if training else None)
@@ -130,6 +142,9 @@ class NasnetBuilder(adanet.subnetwork.Builder):
         "teacher_logits": None,
         "progress": progress,
     }
+    if not training:
+      tf.compat.v1.add_to_collection(MEMBER_LOGITS_COLLECTION,
+                                     outputs["logits"])
     if training:
       shared["teacher_logits"] = distillation.teacher_logits(
           cfg.knowledge_distillation, previous_ensemble)

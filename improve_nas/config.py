@@ -12,9 +12,9 @@ from improve_nas import distillation
 from improve_nas.errors import ConfigError
 from improve_nas.distributed import PLACEMENTS
 from improve_nas.generators import GENERATORS
-from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 
-__all__ = ["base_config", "validate", "apply_quick"]
+__all__ = ["base_config", "validate", "apply_quick", "aux_head_filters"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,6 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.drop_path_keep_prob = 0.6
   c.use_aux_head = True
   c.aux_head_weight = 0.4
+  # The auxiliary head's channels: a 1x1 conv to aux_head_bottleneck, then a
+  # conv over the remaining map to aux_head_filters (the paper's 128 and 768,
+  # whatever the tower's size; for small towers that head is many times the
+  # tower, see improve-nas-arch's params+aux column).
+  c.aux_head_bottleneck = AUX_HEAD_FILTERS[0]
+  c.aux_head_filters = AUX_HEAD_FILTERS[1]
   # Run.
   c.seed = 42
   c.save_checkpoints_steps = 0  # 0 = once per iteration
@@ -91,6 +97,11 @@ def apply_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return quick
 
 
+def aux_head_filters(c: ml_collections.ConfigDict) -> tuple:
+  """(bottleneck, output) channels of the towers' auxiliary head."""
+  return (c.aux_head_bottleneck, c.aux_head_filters)
+
+
 def _require(condition: bool, field: str, value, fix: str) -> None:
   if not condition:
     raise ConfigError(f"config.{field}={value!r}: {fix}")
@@ -107,8 +118,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     value = c[field]
     _require(isinstance(value, int) and value >= 0, field, value,
              "must be an integer >= 0 (0 means the default)")
-  _require(isinstance(c.shuffle_buffer, int) and c.shuffle_buffer > 0,
-           "shuffle_buffer", c.shuffle_buffer, "must be a positive integer")
+  for field in ("shuffle_buffer", "aux_head_bottleneck", "aux_head_filters"):
+    _require(isinstance(c[field], int) and c[field] > 0, field, c[field],
+             "must be a positive integer")
   _require(isinstance(c.get("quick", False), bool), "quick", c.get("quick"),
            "must be True or False")
   _require(c.save_summary_steps > 0, "save_summary_steps",

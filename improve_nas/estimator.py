@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import adanet
 import ml_collections
@@ -17,18 +17,21 @@ from improve_nas import config as config_lib
 from improve_nas import distributed
 from improve_nas import memory
 from improve_nas import mirrored
-from improve_nas.builder import NasnetBuilder, TrainingConfig
+from improve_nas.builder import (MEMBER_LOGITS_COLLECTION, NasnetBuilder,
+                                 TrainingConfig, candidate_iteration,
+                                 candidate_name, member_key)
 from improve_nas.data import datasets
 from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
 from improve_nas.ensemble import MixtureWeightEnsembler
 from improve_nas.errors import ConfigError, SearchDiverged
 from improve_nas.generators import make_generator
-from improve_nas.nasnet.counting import count_params
+from improve_nas.nasnet.counting import count_params, tower_cost
 
 __all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
            "newest_iteration",
            "input_fns", "resolve_image_size", "latest_global_step", "serving_input_receiver_fn",
-           "export_saved_model", "SERVING_KEY"]
+           "export_saved_model", "SERVING_KEY", "MemberAccuracyHook",
+           "tower_cost_fn"]
 
 # The name of the serving signature's input: raw uint8 images.
 SERVING_KEY = "image"
@@ -112,6 +115,15 @@ def resolve_image_size(c: ml_collections.ConfigDict,
         f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
         "images; set --config.image_size to a multiple of 4 (they are resized)")
   return size
+
+
+def tower_cost_fn(c: ml_collections.ConfigDict) -> Callable:
+  """arch -> TowerCost (parameters, multiply-adds) of a tower of config
+  `c`: its dataset's classes, image size and channels, its auxiliary head."""
+  info = datasets.load_source(c.dataset, c.data_dir or None).info
+  shape = (info.num_classes, resolve_image_size(c, info), info.image_shape[-1])
+  filters = config_lib.aux_head_filters(c)
+  return lambda arch: tower_cost(arch, *shape, aux_head_filters=filters)
 
 
 def latest_global_step(model_dir: Optional[str]) -> int:
@@ -238,6 +250,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       label_smoothing=c.label_smoothing,
       drop_path_keep_prob=c.drop_path_keep_prob,
       use_aux_head=c.use_aux_head, aux_head_weight=c.aux_head_weight,
+      aux_head_filters=config_lib.aux_head_filters(c),
       knowledge_distillation=c.knowledge_distillation,
       kd_temperature=c.kd_temperature, seed=c.seed)
   generator = make_generator(
@@ -276,6 +289,7 @@ def make_estimator(c: ml_collections.ConfigDict,
       export_subnetwork_logits=False,
       export_subnetwork_last_layer=False,
       max_iterations=c.max_iterations,
+      metric_fn=_keep_labels,
       model_dir=model_dir,
       config=run_config,
       **extra,
@@ -285,6 +299,59 @@ def make_estimator(c: ml_collections.ConfigDict,
       worker_wait_secs=1, delay_secs_per_worker=1, max_worker_delay_secs=10)
   compat.share_candidate_evaluation(estimator)
   return estimator
+
+
+# Graph collection holding the evaluation's labels, for MemberAccuracyHook.
+_EVAL_LABELS_COLLECTION = "improve_nas_eval_labels"
+
+
+def _keep_labels(labels) -> dict:
+  """adanet's `metric_fn`: no metrics of its own; it keeps the labels of the
+  evaluation graph where MemberAccuracyHook finds them (adanet's metrics of
+  an iteration are only those every candidate ensemble has, so per-tower
+  metrics cannot go through it)."""
+  graph = tf.compat.v1.get_default_graph()
+  if not graph.get_collection(_EVAL_LABELS_COLLECTION):
+    graph.add_to_collection(_EVAL_LABELS_COLLECTION,
+                            tf.reshape(tf.cast(labels, tf.int64), [-1]))
+  return {}
+
+
+class MemberAccuracyHook(tf.compat.v1.train.SessionRunHook):
+  """Counts, during an `evaluate` of the search's estimator, how often each
+  tower of the evaluation graph (the frozen members and this iteration's
+  candidates) predicts the label with its own raw logits.
+
+  After the evaluation, `accuracies` maps member_key(iteration, candidate),
+  e.g. "t0_nasnet_1x96", to that tower's accuracy.
+  """
+
+  def begin(self):
+    graph = tf.compat.v1.get_default_graph()
+    labels = graph.get_collection(_EVAL_LABELS_COLLECTION)
+    self._correct = {}
+    for logits in graph.get_collection(MEMBER_LOGITS_COLLECTION) if labels \
+        else ():
+      key = member_key(candidate_iteration(logits), candidate_name(logits))
+      if key not in self._correct:
+        self._correct[key] = tf.equal(
+            tf.argmax(logits, axis=-1, output_type=tf.int64), labels[0])
+    self._counts = {key: [0, 0] for key in self._correct}
+
+  def before_run(self, run_context):
+    del run_context
+    return tf.compat.v1.train.SessionRunArgs(self._correct)
+
+  def after_run(self, run_context, run_values):
+    del run_context
+    for key, correct in run_values.results.items():
+      self._counts[key][0] += int(np.sum(correct))
+      self._counts[key][1] += int(np.size(correct))
+
+  @property
+  def accuracies(self) -> Dict[str, float]:
+    return {key: right / seen for key, (right, seen) in self._counts.items()
+            if seen}
 
 
 def serving_input_receiver_fn(c: ml_collections.ConfigDict,

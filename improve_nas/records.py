@@ -36,6 +36,8 @@ class CandidateRecord:
   selection_loss: Optional[float]  # None: not evaluated (the only
                                    # candidate) or diverged
   diverged: bool = False           # its loss became NaN or infinite
+  test_accuracy: Optional[float] = None  # its own logits on the eval split
+  mult_adds: int = 0               # per example, inference tower
 
 
 @dataclasses.dataclass
@@ -53,6 +55,16 @@ class IterationRecord:
   eval_metrics: Dict[str, float] = dataclasses.field(default_factory=dict)
   train_seconds: float = 0.0      # estimator.train, bookkeeping included
   steps_per_second: float = 0.0   # this iteration's steps / train_seconds
+  # Each member's own test accuracy (its raw logits), in member order, and
+  # the ensemble's accuracy minus the best of them.
+  member_accuracies: List[Optional[float]] = dataclasses.field(
+      default_factory=list)
+  ensemble_gain: Optional[float] = None
+  # This iteration's training compute: multiply-adds per training example
+  # (3 x the forward pass of every candidate trained, auxiliary head
+  # included, plus 1 x the forward pass of every frozen member) times the
+  # examples trained (steps x batch size).
+  train_mult_adds: int = 0
 
   @classmethod
   def from_dict(cls, d: dict) -> "IterationRecord":

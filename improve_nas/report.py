@@ -27,9 +27,10 @@ __all__ = ["format_table", "table_rows", "search_status", "write_report",
 
 REPORT_DIR = "report"
 
-_HEADER = ("iter", "candidate", "arch", "params", "sel. loss", "chosen",
-           "weight", "ens. params", "test acc", "time", "steps/s")
-_LEFT = {1, 2, 5}
+_HEADER = ("iter", "candidate", "arch", "params", "sel. loss", "own acc",
+           "chosen", "weight", "ens. params", "test acc", "gain", "time",
+           "steps/s")
+_LEFT = {1, 2, 6}
 
 
 def _weight(r: IterationRecord) -> Optional[float]:
@@ -47,10 +48,12 @@ def table_rows(records: List[IterationRecord]) -> List[Dict[str, object]]:
           "iteration": r.iteration, "candidate": x.name, "arch": x.arch,
           "reason": x.reason, "params": x.params,
           "selection_loss": x.selection_loss, "diverged": x.diverged,
+          "own_test_accuracy": x.test_accuracy,
           "chosen": chosen,
           "mixture_weight": _weight(r) if chosen else None,
           "ensemble_params": r.ensemble_params if chosen else None,
           "test_accuracy": r.test_accuracy if chosen else None,
+          "ensemble_gain": r.ensemble_gain if chosen else None,
           "test_loss": r.test_loss if chosen else None,
           "seconds": r.seconds if chosen else None,
           "steps_per_second": r.steps_per_second if chosen else None,
@@ -66,10 +69,12 @@ def _cells(row: Dict[str, object]) -> tuple:
           "diverged" if row["diverged"] else
           "-" if row["selection_loss"] is None
           else f"{row['selection_loss']:.4f}",
+          number(row["own_test_accuracy"], ".4f"),
           "*" if row["chosen"] else "",
           number(row["mixture_weight"], ".4f"),
           number(row["ensemble_params"], ","),
           number(row["test_accuracy"], ".4f"),
+          number(row["ensemble_gain"], "+.4f"),
           "" if row["seconds"] is None else f"{row['seconds']:.0f}s",
           number(row["steps_per_second"], ".2f"))
 
@@ -89,6 +94,13 @@ def format_table(records: List[IterationRecord],
         f"final ensemble: {' + '.join(last.ensemble_archs)} "
         f"({last.ensemble_params:,} parameters), test accuracy "
         f"{last.test_accuracy:.4f}")
+    if any(a is not None for a in last.member_accuracies):
+      own = ", ".join("-" if a is None else f"{a:.4f}"
+                      for a in last.member_accuracies)
+      gain = ("" if last.ensemble_gain is None else
+              f"; the ensemble's gain over its best member "
+              f"{last.ensemble_gain:+.4f}")
+      lines.append(f"members' own test accuracy: {own}{gain}")
   if ended:
     lines.append(ended)
   return "\n".join(lines)
@@ -140,8 +152,9 @@ def _csv_text(rows: List[Dict[str, object]]) -> str:
 
 
 _CSV_FIELDS = ("iteration", "candidate", "arch", "reason", "params",
-               "selection_loss", "diverged", "chosen", "mixture_weight",
-               "ensemble_params", "test_accuracy", "test_loss", "seconds", "steps_per_second")
+               "selection_loss", "diverged", "own_test_accuracy", "chosen",
+               "mixture_weight", "ensemble_params", "test_accuracy",
+               "ensemble_gain", "test_loss", "seconds", "steps_per_second")
 
 
 def _plot_architectures(records: List[IterationRecord], path: str) -> None:
@@ -226,6 +239,8 @@ def write_report(model_dir: str, out_dir: Optional[str] = None) -> dict:
           "ensemble_params": final.ensemble_params,
           "mixture_weights": final.mixture_weights,
           "test_accuracy": final.test_accuracy,
+          "member_accuracies": final.member_accuracies,
+          "ensemble_gain": final.ensemble_gain,
           "test_loss": final.test_loss},
       "iterations": [dataclasses.asdict(r) for r in records],
       "rows": rows,

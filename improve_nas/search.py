@@ -29,9 +29,11 @@ from improve_nas import config as config_lib
 from improve_nas import distributed
 from improve_nas import memory
 from improve_nas.errors import SearchDiverged, SearchEnded
-from improve_nas.estimator import (export_saved_model, input_fns,
-                                   latest_global_step, make_estimator,
-                                   newest_iteration)
+from improve_nas.builder import member_key
+from improve_nas.estimator import (MemberAccuracyHook, export_saved_model,
+                                   input_fns, latest_global_step,
+                                   make_estimator, newest_iteration,
+                                   tower_cost_fn)
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 # The records and model_dir checks, under the names callers have used.
 from improve_nas.records import (CONFIG_FILE, RECORDS_FILE, CandidateRecord,
@@ -102,6 +104,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
     f.write(c.to_json(indent=1))
   fns = input_fns(c, model_dir)
+  cost = tower_cost_fn(c)
   generator = estimator._subnetwork_generator  # pylint: disable=protected-access
   evaluator = estimator._evaluator  # pylint: disable=protected-access
   done = {r.iteration: r for r in load_records(model_dir)}
@@ -164,16 +167,18 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     evaluator.last_values = []  # adanet skips it when one candidate remains
     status(f"iteration {t + 1}/{c.max_iterations}: evaluating the chosen "
            f"ensemble on {c.eval_split!r}")
+    members = MemberAccuracyHook()
     try:
       metrics = compat.evaluate_locally(
-          estimator, fns.eval, steps=c.eval_steps or None, name="test")
+          estimator, fns.eval, steps=c.eval_steps or None, name="test",
+          hooks=[members])
     except SearchDiverged:  # the first iteration: nothing to fall back on
       evaluator.diverged = True
     if evaluator.diverged:  # it fell back on the previous ensemble, if any
       ended, diverged = _diverged_message(c, t, generator, records), True
       break
-    record = _record(t, metrics, generator, evaluator, time.time() - start,
-                     records)
+    record = _record(t, metrics, members.accuracies, generator, evaluator,
+                     time.time() - start, records, cost, c)
     record.train_seconds = round(train_seconds, 1)
     record.steps_per_second = round(trained / max(train_seconds, 1e-9), 4)
     record.mixture_weights = _mixture_weights(
@@ -306,33 +311,64 @@ def _summarize(writer, r: "IterationRecord") -> None:
     tf.summary.scalar("ensemble/params", float(r.ensemble_params))
     tf.summary.scalar("iteration/steps_per_second", r.steps_per_second)
     tf.summary.scalar("iteration/seconds", r.seconds)
+    if r.member_accuracies and r.member_accuracies[-1] is not None:
+      tf.summary.scalar("member/own_test_accuracy", r.member_accuracies[-1])
+    if r.ensemble_gain is not None:
+      tf.summary.scalar("ensemble/gain_over_best_member", r.ensemble_gain)
   writer.flush()
 
 
-def _record(t, metrics, generator, evaluator, seconds,
-            previous: List[IterationRecord]) -> IterationRecord:
+def _record(t, metrics, own, generator, evaluator, seconds,
+            previous: List[IterationRecord], cost, c) -> IterationRecord:
+  """The record of iteration t from adanet's proposals, the selection losses,
+  the test metrics and each tower's own test accuracy (`own`, by
+  member_key); `cost(arch)` is the arch's TowerCost."""
   _, fitting = generator.proposals[t]
   offset = 1 if t else 0  # the previous ensemble comes first from t=1 on
   losses = list(evaluator.last_values)
   if len(losses) != offset + len(fitting):  # a lone candidate: not evaluated
     losses = [None] * (offset + len(fitting))
+
+  def own_accuracy(iteration, name):
+    value = own.get(member_key(iteration, name))
+    return None if value is None else round(float(value), 6)
+
   candidates = []
   for i, x in enumerate(fitting):
     loss = losses[offset + i]
     diverged = loss is not None and not math.isfinite(loss)
+    name = f"nasnet_{x.arch.slug}"
     candidates.append(CandidateRecord(
-        name=f"nasnet_{x.arch.slug}", arch=str(x.arch), reason=x.reason,
+        name=name, arch=str(x.arch), reason=x.reason,
         params=x.params, selection_loss=None if diverged else loss,
-        diverged=diverged))
+        diverged=diverged, test_accuracy=own_accuracy(t, name),
+        mult_adds=cost(x.arch).mult_adds))
   best = int(metrics[f"best_ensemble_index_{t}"]) - offset
   chosen = candidates[best]
-  members = (previous[-1].ensemble_archs if previous else []) + [chosen.arch]
-  params = (previous[-1].ensemble_params if previous else 0) + chosen.params
+  before = previous[-1] if previous else None
+  members = (before.ensemble_archs if before else []) + [chosen.arch]
+  params = (before.ensemble_params if before else 0) + chosen.params
+  # Frozen members: measured again in this evaluation graph; the record of
+  # their own iteration is the fallback.
+  accuracies = [own_accuracy(r.iteration, r.chosen) for r in previous]
+  if before and len(before.member_accuracies) == len(accuracies):
+    accuracies = [a if a is not None else b
+                  for a, b in zip(accuracies, before.member_accuracies)]
+  accuracies.append(chosen.test_accuracy)
+  accuracy = float(metrics["accuracy"])
+  known = [a for a in accuracies if a is not None]
+  trained = sum(3 * (cost(x.arch).mult_adds_with_aux if c.use_aux_head
+                     else cost(x.arch).mult_adds) for x in fitting)
+  frozen = sum(cost(arch).mult_adds for arch in members[:-1])
   return IterationRecord(
       iteration=t, candidates=candidates, chosen=chosen.name,
       ensemble_archs=members, ensemble_params=params,
-      test_accuracy=float(metrics["accuracy"]),
+      test_accuracy=accuracy,
       test_loss=float(metrics["average_loss"]),
       eval_metrics={k: round(float(v), 6) for k, v in metrics.items()
                     if k in ("accuracy", "average_loss", "loss")},
-      global_step=int(metrics["global_step"]), seconds=round(seconds, 1))
+      global_step=int(metrics["global_step"]), seconds=round(seconds, 1),
+      member_accuracies=accuracies,
+      ensemble_gain=round(accuracy - max(known), 6) if known else None,
+      train_mult_adds=(trained + frozen) * c.steps_per_iteration *
+      c.batch_size)

@@ -18,9 +18,11 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from improve_nas import estimator as estimator_lib
 from improve_nas import report
 from improve_nas import search
 from improve_nas.data.input import preprocess
+from improve_nas.nasnet.tower import NasnetTower
 from improve_nas.progress import Progress, format_progress, format_seconds
 
 from test_cli import _run
@@ -127,7 +129,7 @@ def test_search_run_has_architecture_text_and_images(run):
 
 
 def test_search_record_is_complete_and_saved(run):
-  _, model_dir, result, _ = run
+  c, model_dir, result, _ = run
   records = result.records
   assert records == search.load_records(model_dir)
   assert [r.iteration for r in records] == list(range(ITERATIONS))
@@ -140,6 +142,52 @@ def test_search_record_is_complete_and_saved(run):
     assert r.steps_per_second == pytest.approx(STEPS / r.train_seconds,
                                                rel=0.05)
     assert r.global_step == (r.iteration + 1) * STEPS
+    # Each member's own accuracy; the frozen ones keep theirs.
+    assert len(r.member_accuracies) == r.iteration + 1
+    assert r.member_accuracies[-1] == r.candidates[0].test_accuracy
+    assert r.member_accuracies[:-1] == records[r.iteration - 1].member_accuracies[
+        :r.iteration] if r.iteration else True
+    assert r.ensemble_gain == pytest.approx(
+        r.test_accuracy - max(r.member_accuracies), abs=1e-6)
+    # Training compute: the trained candidate (3 x its forward pass; these
+    # towers have no aux head) and every frozen member's forward pass.
+    assert not c.use_aux_head
+    cost = estimator_lib.tower_cost_fn(c)
+    per_example = (3 * cost(r.ensemble_archs[-1]).mult_adds +
+                   sum(cost(a).mult_adds for a in r.ensemble_archs[:-1]))
+    assert r.train_mult_adds == per_example * STEPS * c.batch_size > 0
+    assert r.candidates[0].mult_adds == cost(r.ensemble_archs[-1]).mult_adds
+
+
+def _own_accuracy(c, model_dir, iteration, record):
+  """The accuracy of member `iteration` computed apart from the search: its
+  tower rebuilt in a fresh graph, every weight read from the latest
+  checkpoint by name, run on the eval split's first eval_steps batches."""
+  prefix = f"adanet/iteration_{iteration}/subnetwork_t{iteration}_{record.chosen}/"
+  reader = tf.train.load_checkpoint(model_dir)
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    images, labels = tf.compat.v1.data.make_one_shot_iterator(
+        estimator_lib.input_fns(c).eval()).get_next()
+    arch = next(x.arch for x in record.candidates if x.name == record.chosen)
+    tower = NasnetTower(arch, 10, use_aux_head=False, name="nasnet")
+    logits = tower(images["image"], training=False)["logits"]
+    session.run(tf.compat.v1.global_variables_initializer())
+    for v in tower.weights:
+      v.load(reader.get_tensor(prefix + v.name[:-len(":0")]), session)
+    right = seen = 0
+    for _ in range(c.eval_steps):
+      out, truth = session.run([logits, labels])
+      right += int(np.sum(out.argmax(-1) == truth.reshape(-1)))
+      seen += truth.size
+  return right / seen
+
+
+def test_each_member_accuracy_matches_an_independent_evaluation(run):
+  c, model_dir, result, _ = run
+  final = result.records[-1]
+  for t, record in enumerate(result.records):
+    assert final.member_accuracies[t] == pytest.approx(
+        _own_accuracy(c, model_dir, t, record), abs=1e-6)
 
 
 def test_progress_reports_every_step_with_eta(run):
@@ -246,11 +294,14 @@ def test_report_command_writes_matching_json_csv_and_plots(run, tmp_path):
                         f"{float(row['selection_loss']):.4f}")
     assert jrow["selection_loss"] == (None if row["selection_loss"] == ""
                                       else float(row["selection_loss"]))
+    assert cells[5] == f"{float(row['own_test_accuracy']):.4f}"
+    assert float(row["own_test_accuracy"]) == jrow["own_test_accuracy"]
     if row["chosen"] == "True":
-      assert jrow["chosen"] and cells[5] == "*"
-      assert cells[6] == f"{float(row['mixture_weight']):.4f}"
-      assert cells[8] == f"{float(row['test_accuracy']):.4f}"
+      assert jrow["chosen"] and cells[6] == "*"
+      assert cells[7] == f"{float(row['mixture_weight']):.4f}"
+      assert cells[9] == f"{float(row['test_accuracy']):.4f}"
       assert float(row["test_accuracy"]) == jrow["test_accuracy"]
+      assert cells[10] == f"{float(row['ensemble_gain']):+.4f}"
   for name in ("architectures.png", "progress.png"):
     png = tf.io.decode_png(tf.io.read_file(os.path.join(out, name))).numpy()
     assert png.shape[0] > 100 and png.shape[1] > 100

@@ -112,9 +112,11 @@ def main(argv):
     start = time.time()
 
     def iteration_done(r):
+      own = ("" if r.ensemble_gain is None else
+             f", {r.ensemble_gain:+.4f} over its best member")
       print(f"  iteration {r.iteration + 1}/{c.max_iterations}: chose "
             f"{r.chosen} of {len(r.candidates)}; ensemble test accuracy "
-            f"{r.test_accuracy:.4f} ({r.seconds:.0f}s, "
+            f"{r.test_accuracy:.4f}{own} ({r.seconds:.0f}s, "
             f"{r.steps_per_second:.2f} steps/s)", flush=True)
 
     def show(p):

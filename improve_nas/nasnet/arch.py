@@ -11,7 +11,11 @@ import re
 
 from improve_nas.errors import ConfigError
 
-__all__ = ["ArchSpec", "PENULTIMATE_PER_CONV_FILTER"]
+__all__ = ["ArchSpec", "PENULTIMATE_PER_CONV_FILTER", "AUX_HEAD_FILTERS"]
+
+# The paper's auxiliary head: a 1x1 conv to 128 channels, then a conv over
+# the remaining map to 768, whatever the tower's size.
+AUX_HEAD_FILTERS = (128, 768)
 
 # The last stack has 4F filters per state and a normal cell concatenates 6
 # states: 24 F penultimate filters.

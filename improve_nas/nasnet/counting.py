@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
 __all__ = ["TowerCost", "tower_cost", "count_params"]
@@ -28,6 +29,7 @@ class TowerCost:
   params: int             # inference tower (no auxiliary head)
   params_with_aux: int    # as trained (with the auxiliary head)
   mult_adds: int          # per image, inference tower
+  mult_adds_with_aux: int = 0  # per image, forward pass as trained
 
 
 def _op_mult_adds(op: tf.Operation) -> int:
@@ -45,13 +47,17 @@ def _op_mult_adds(op: tf.Operation) -> int:
 
 @functools.lru_cache(maxsize=256)
 def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
-               image_size: int = 32, channels: int = 3) -> TowerCost:
+               image_size: int = 32, channels: int = 3,
+               aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS
+               ) -> TowerCost:
   """Builds the tower in a private graph and counts what it holds."""
   arch = ArchSpec.parse(arch)
+  aux_head_filters = tuple(aux_head_filters)
   # One training-mode build holds both towers: the auxiliary head's layers
   # and ops are the ones named "aux_*".
   with tf.Graph().as_default() as graph:
-    tower = NasnetTower(arch, num_classes, use_aux_head=True)
+    tower = NasnetTower(arch, num_classes, use_aux_head=True,
+                        aux_head_filters=aux_head_filters)
     images = tf.compat.v1.placeholder(
         tf.float32, [1, image_size, image_size, channels])
     # A fixed drop-path seed: nothing runs, but with op determinism on
@@ -59,10 +65,12 @@ def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
     tower(images, training=True, seed=tf.constant([0, 0], tf.int64))
     sizes = {v.name: int(np.prod(v.shape.as_list()))
              for v in tower.trainable_weights}
-    mult_adds = sum(_op_mult_adds(op) for op in graph.get_operations()
-                    if _AUX_SCOPE not in op.name)
+    counts = [(_AUX_SCOPE in op.name, _op_mult_adds(op))
+              for op in graph.get_operations()]
+  mult_adds = sum(n for aux, n in counts if not aux)
   params = sum(n for name, n in sizes.items() if _AUX_SCOPE not in name)
-  return TowerCost(arch, params, sum(sizes.values()), mult_adds)
+  return TowerCost(arch, params, sum(sizes.values()), mult_adds,
+                   sum(n for _, n in counts))
 
 
 def count_params(arch: "ArchSpec | str", num_classes: int = 10,

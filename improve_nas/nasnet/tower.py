@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet import ops
-from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 from improve_nas.nasnet.cells import Cell, NORMAL_CELL, REDUCTION_CELL
 
-__all__ = ["NasnetTower", "STEM_MULTIPLIER", "AUX_HEAD_FILTERS"]
+__all__ = ["NasnetTower", "STEM_MULTIPLIER", "AUX_HEAD_FILTERS",
+           "check_aux_head_filters"]
 
 STEM_MULTIPLIER = 3
-AUX_HEAD_FILTERS = (128, 768)
+
+
+def check_aux_head_filters(filters) -> Tuple[int, int]:
+  """(bottleneck, output) channels of the auxiliary head, validated."""
+  try:
+    pair = tuple(filters)
+  except TypeError:
+    pair = ()
+  if len(pair) != 2 or not all(isinstance(f, int) and not isinstance(f, bool)
+                               and f > 0 for f in pair):
+    raise ConfigError(
+        f"aux_head_filters {filters!r}: expected two positive integers "
+        f"(bottleneck, output channels), e.g. {AUX_HEAD_FILTERS} as in the "
+        "paper")
+  return pair
 
 
 def check_image_shape(image_size: int, arch: Optional[ArchSpec] = None) -> None:
@@ -44,11 +59,14 @@ class NasnetTower(tf.keras.layers.Layer):
   def __init__(self, arch: ArchSpec, num_classes: int,
                use_aux_head: bool = True, drop_path_keep_prob: float = 0.6,
                dropout_rate: float = 0.0, name: str = "nasnet",
-               seed: Optional[int] = None, **kwargs):
+               seed: Optional[int] = None,
+               aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS,
+               **kwargs):
     super().__init__(name=name, **kwargs)
     # Initializer seeds, for the layers made here and those built on the
     # first call; None leaves them unseeded.
     self._seeds = None if seed is None else ops.SeedStream(seed)
+    self.aux_head_filters = check_aux_head_filters(aux_head_filters)
     with ops.seeds_from(self._seeds):
       self._make_layers(arch, num_classes, use_aux_head,
                         drop_path_keep_prob, dropout_rate)
@@ -83,7 +101,7 @@ class NasnetTower(tf.keras.layers.Layer):
     self.aux_after = 2 * n  # index into self.cells (one reduction before it)
     if use_aux_head:
       self.aux_pool_bn = ops.batch_norm("aux_bn_0")
-      self.aux_conv0 = ops.conv1x1(AUX_HEAD_FILTERS[0], "aux_conv_0")
+      self.aux_conv0 = ops.conv1x1(self.aux_head_filters[0], "aux_conv_0")
       self.aux_conv1 = None  # Its kernel covers the remaining map: see build.
       self._aux_pool = True
       self.aux_bn1 = ops.batch_norm("aux_bn_1")
@@ -118,7 +136,7 @@ class NasnetTower(tf.keras.layers.Layer):
       kernel = tuple((s - 5) // 3 + 1 if self._aux_pool else s
                      for s in aux_size)
       self.aux_conv1 = tf.keras.layers.Conv2D(
-          AUX_HEAD_FILTERS[1], kernel, padding="valid", use_bias=False,
+          self.aux_head_filters[1], kernel, padding="valid", use_bias=False,
           kernel_initializer=ops.kernel_initializer(), name="aux_conv_1")
     super().build(input_shape)
 
