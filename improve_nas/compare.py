@@ -452,10 +452,11 @@ class StudyRunner:
     if self._stop.is_set():
       return RunResult(arm.name, seed, "pending", message="not run")
     command = self._command + self._flags(arm, seed)
+    resuming = os.path.isdir(model_dir)  # a search was started there
     os.makedirs(os.path.dirname(model_dir), exist_ok=True)
     with self._lock:
       self._say(f"{arm.name} seed {seed}: "
-                f"{'resuming' if state['attempts'] else 'starting'} "
+                f"{'resuming' if resuming else 'starting'} "
                 f"({self._finished} of {self._total} done"
                 f"{self._eta(self._total - self._finished)})")
     start = time.time()
