@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench wheel bazel-test clean
+.PHONY: install test test-all demo compare bench wheel bazel-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-all: $(STAMP)
 # The offline demo search on the embedded digits dataset.
 demo: $(STAMP)
 	$(VENV)/bin/improve-nas --model_dir=runs/demo --overwrite
+
+# The demo study: the demo search against one tower of its size and the
+# paper's ablations, 3 seeds each (about an hour on 2 cores; resumable).
+compare: $(STAMP)
+	$(VENV)/bin/improve-nas-compare --study=demo --out=runs/compare-demo
 
 bench: $(STAMP)
 	$(PY) bench/demo_search.py

@@ -49,6 +49,8 @@ CASES = [
      ["image_size=10", "multiple of 4"]),
     ("negative evaluation steps", ["--config.eval_steps=-1"],
      ["eval_steps=-1", ">= 0"]),
+    ("zero auxiliary-head channels", ["--config.aux_head_filters=0"],
+     ["config.aux_head_filters=0", "positive integer"]),
     ("zero shuffle buffer", ["--config.shuffle_buffer=0"],
      ["shuffle_buffer=0", "positive integer"]),
     ("filters not a multiple of 24", ["--config.initial_arch=6@770"],

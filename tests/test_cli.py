@@ -32,8 +32,20 @@ def test_arch_tool_prints_params_and_mult_adds():
   assert lines[0].split()[:3] == ["arch", "params", "params+aux"]
   row = lines[1].split()
   assert row[0] == "1@240"
-  params, with_aux, mult_adds = (int(x.replace(",", "")) for x in row[1:4])
+  params, with_aux, mult_adds, with_aux_adds = (int(x.replace(",", ""))
+                                                 for x in row[1:5])
   assert params == 101_420 and with_aux > params and mult_adds > 0
+  assert with_aux_adds > mult_adds
+  # A smaller auxiliary head: the same tower, a smaller training cost.
+  proc = _run("trainer.arch", "1@240", "--aux_head_bottleneck=16",
+              "--aux_head_filters=32")
+  small = [int(x.replace(",", "")) for x in
+           proc.stdout.strip().splitlines()[1].split()[1:5]]
+  assert small[0] == params and small[2] == mult_adds
+  assert params < small[1] < with_aux and mult_adds < small[3] < with_aux_adds
+  proc = _run("trainer.arch", "1@240", "--aux_head_filters=0")
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+  assert "aux_head_filters (128, 0)" in proc.stderr
 
 
 def test_arch_tool_rejects_bad_arch():

@@ -132,6 +132,18 @@ def test_aux_head_in_training_only():
   assert not np.allclose(other.numpy(), train["aux_logits"].numpy())
 
 
+def test_aux_head_channels_are_configurable():
+  tower = NasnetTower(TINY, 7, use_aux_head=True, aux_head_filters=(8, 16))
+  out = tower(_images(), training=True)
+  assert out["aux_logits"].shape == (4, 7)
+  kernels = {w.name.split("/")[-2]: w.shape.as_list()
+             for w in tower.trainable_weights if "/aux_conv" in w.name}
+  assert kernels["aux_conv_0"][-1] == 8 and kernels["aux_conv_1"][-2:] == [8, 16]
+  for bad in ((8,), (8, 0), (8.0, 16), "8,16"):
+    with pytest.raises(ConfigError, match="aux_head_filters"):
+      NasnetTower(TINY, 7, aux_head_filters=bad)
+
+
 def test_no_aux_head_when_disabled():
   tower = NasnetTower(TINY, 10, use_aux_head=False)
   out = tower(_images(), training=True)

@@ -1,6 +1,7 @@
 """improve-nas-arch: parameters and multiply-adds of NASNet-A architectures.
 
     improve-nas-arch 6@768 7@2304 1@240 --num_classes=10
+    improve-nas-arch 1@144 --image_size=8 --channels=1 --aux_head_bottleneck=32 --aux_head_filters=128
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_classes", 10, "Classes of the logits layer.")
 flags.DEFINE_integer("image_size", 32, "Height and width of the input image.")
 flags.DEFINE_integer("channels", 3, "Channels of the input image.")
+flags.DEFINE_integer("aux_head_bottleneck", 128,
+                     "Auxiliary head: channels of its 1x1 conv (the paper's "
+                     "128; config.aux_head_bottleneck).")
+flags.DEFINE_integer("aux_head_filters", 768,
+                     "Auxiliary head: channels of its last conv (the paper's "
+                     "768; config.aux_head_filters).")
 
 
 def _fail(message: str) -> None:
@@ -28,6 +35,7 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from improve_nas.nasnet.arch import ArchSpec
   from improve_nas.nasnet.counting import tower_cost
+  from improve_nas.nasnet.tower import check_aux_head_filters
   from improve_nas.nasnet.tower import check_image_shape
   # pylint: enable=g-import-not-at-top
   improve_nas.compat.set_tf_verbosity(False)
@@ -40,15 +48,18 @@ def main(argv):
     if FLAGS.channels < 1:
       raise ConfigError(f"--channels={FLAGS.channels}: must be >= 1")
     check_image_shape(FLAGS.image_size)
+    aux = check_aux_head_filters((FLAGS.aux_head_bottleneck,
+                                  FLAGS.aux_head_filters))
   except ConfigError as e:
     _fail(str(e))
   size = FLAGS.image_size
-  header = ("arch", "params", "params+aux", f"mult-adds/{size}x{size}")
+  header = ("arch", "params", "params+aux", f"mult-adds/{size}x{size}",
+            "mult-adds+aux")
   rows = [header]
   for arch in archs:
-    cost = tower_cost(arch, FLAGS.num_classes, size, FLAGS.channels)
+    cost = tower_cost(arch, FLAGS.num_classes, size, FLAGS.channels, aux)
     rows.append((str(arch), f"{cost.params:,}", f"{cost.params_with_aux:,}",
-                 f"{cost.mult_adds:,}"))
+                 f"{cost.mult_adds:,}", f"{cost.mult_adds_with_aux:,}"))
   widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
   for row in rows:
     print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)

@@ -1,0 +1,5 @@
+"""`bazel run //:improve-nas-compare`: the console script of the same name."""
+
+from trainer.compare import run
+
+run()
