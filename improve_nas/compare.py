@@ -349,6 +349,7 @@ class StudyRunner:
     self._done_walls: List[float] = []
     self._total = len(study.arms) * len(study.seeds)
     self._finished = 0
+    self._prepared = False
 
   # Paths.
   def model_dir(self, arm: str, seed: int) -> str:
@@ -383,6 +384,7 @@ class StudyRunner:
                           "directory")
       os.makedirs(self.out_dir, exist_ok=True)
       _write_atomic(saved_path, json.dumps(self.study.to_dict(), indent=1))
+      self._prepared = True
       return
     if saved != json.loads(json.dumps(self.study.to_dict())):
       diff = [k for k in ("study", "arms", "seeds", "settings")
@@ -392,6 +394,7 @@ class StudyRunner:
           f"--out={self.out_dir!r} holds study {saved.get('study')!r} with "
           f"other {', '.join(diff)}; run it with the same flags to continue, "
           "or give another --out")
+    self._prepared = True
 
   def _flags(self, arm: Arm, seed: int) -> List[str]:
     overrides = {**self.study.settings, **arm.overrides}
@@ -447,6 +450,7 @@ class StudyRunner:
     if state.get("outcome") in ("finished", "ended"):
       with self._lock:
         self._finished += 1
+        self._done_walls.append(state["wall_seconds"])
       return read_result(arm.name, seed, model_dir, state["wall_seconds"],
                          state["outcome"], state.get("message", ""))
     if self._stop.is_set():
@@ -461,8 +465,11 @@ class StudyRunner:
                 f"{self._eta(self._total - self._finished)})")
     start = time.time()
     with open(model_dir + ".log", "a") as log:
+      # Its own session: a terminal's Ctrl-C reaches the study alone, which
+      # asks each search once to stop (a second signal would cut a search
+      # short of its checkpoint).
       proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL, start_new_session=True,
                               preexec_fn=_die_with_parent)
       key = f"{arm.name}/{seed}"
       with self._lock:
@@ -515,7 +522,8 @@ class StudyRunner:
   def run(self) -> List[RunResult]:
     """Every run of the study: the ensemble arms first, then the tower arms
     sized after them."""
-    self.prepare()
+    if not self._prepared:
+      self.prepare()
     results: List[RunResult] = []
     phases = [[a for a in self.study.arms if a.tower_of is None],
               [a for a in self.study.arms if a.tower_of is not None]]

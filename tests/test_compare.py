@@ -171,29 +171,61 @@ def test_refuses_another_study_and_bad_arms(tmp_path):
   assert not os.path.exists(os.path.join(out, "runs", "x"))
 
 
-def test_killed_study_continues_without_rerunning_finished_runs(tmp_path):
+def _start(flags):
+  return subprocess.Popen([sys.executable, "-m", "trainer.compare", *flags],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def _wait_for_checkpoint(proc, model_dir, after=0):
+  """Waits until `model_dir` has a checkpoint past step `after`."""
+  deadline = time.time() + 300
+  while True:
+    steps = [int(p.rsplit("-", 1)[1].split(".")[0]) for p in
+             glob.glob(os.path.join(model_dir, "model.ckpt-*.index"))]
+    if steps and max(steps) > after:
+      return max(steps)
+    assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+    time.sleep(0.2)
+
+
+def test_stopped_or_killed_study_continues_without_rerunning_finished_runs(
+    tmp_path):
   out = str(tmp_path / "study")
-  arms = [ARMS[0], f"real=demo {TINY} steps_per_iteration=150 "
+  arms = [ARMS[0], f"real=demo {TINY} steps_per_iteration=400 "
                    "save_checkpoints_steps=10"]
   study = _study(out, arms, seeds=(1,))
   runner = compare.StudyRunner(study, out)
   _fake_run(runner, study.arms[0], 1, *KNOWN["small"][1])
   flags = [*[f"--arm={a}" for a in arms], "--seeds=1", f"--out={out}"]
-  proc = subprocess.Popen([sys.executable, "-m", "trainer.compare", *flags],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
   real = runner.model_dir("real", 1)
-  deadline = time.time() + 300
-  while not glob.glob(os.path.join(real, "model.ckpt-*.index")):
-    assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-    time.sleep(0.5)
-  proc.kill()  # SIGKILL: no clean stop, for the study nor its search
+
+  # Ctrl-C: the search stops at a checkpoint, the study says how to go on.
+  proc = _start(flags)
+  _wait_for_checkpoint(proc, real)
+  proc.send_signal(signal.SIGINT)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 130, output[-3000:]
+  assert "run the same command to continue" in output
+  table = output.split("\n\n")[1].splitlines()
+  assert [l.split()[:2] for l in table if l.startswith("real")] == [
+      ["real", "pending"]]  # the table says it is not done
+  with open(real + ".json") as f:
+    assert json.load(f)["outcome"] == "stopped"
+  stopped_at = max(int(p.rsplit("-", 1)[1].split(".")[0]) for p in
+                   glob.glob(os.path.join(real, "model.ckpt-*.index")))
+  assert 0 < stopped_at < 400
+
+  # SIGKILL: no clean stop, for the study nor (with it) its search.
+  proc = _start(flags)
+  _wait_for_checkpoint(proc, real, after=stopped_at)
+  proc.kill()
   proc.wait()
   deadline = time.time() + 30
-  while _search_running(real):  # the search dies with the study
+  while _search_running(real):
     assert time.time() < deadline, "the search outlived the killed study"
     time.sleep(0.5)
-  assert not os.path.exists(real + ".json")  # it had not finished
+
   result = _compare(*flags)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert "real seed 1: resuming" in result.stdout
@@ -202,11 +234,11 @@ def test_killed_study_continues_without_rerunning_finished_runs(tmp_path):
     assert json.load(f)["attempts"] == 1
   with open(real + ".json") as f:
     state = json.load(f)
-  assert state["outcome"] == "finished" and state["attempts"] == 1
+  assert state["outcome"] == "finished" and state["attempts"] == 2
   with open(real + ".log") as f:
-    assert "resuming from model.ckpt-" in f.read()
+    assert f.read().count("resuming from model.ckpt-") == 2
   final = records.load_records(real)[-1]
-  assert final.global_step == 150
+  assert final.global_step == 400
   assert f"{final.test_accuracy:.4f}" in result.stdout
 
 
