@@ -167,7 +167,7 @@ def format_table(summaries: List[ArmSummary]) -> str:
             f"{s.accuracy_mean:.4f} +- {s.accuracy_std:.4f}")
     rows.append((s.arm, each, mean, _number(
         None if s.params_mean is None else round(s.params_mean), ","),
-                 f"{s.steps_per_member:,}",
+                 f"{s.steps_per_member:,}" if s.steps_per_member else "-",
                  _number(None if s.candidate_steps_mean is None
                          else round(s.candidate_steps_mean), ","),
                  _giga(s.train_mult_adds_mean),
@@ -520,13 +520,16 @@ class StudyRunner:
           proc.send_signal(signal.SIGTERM)
 
   def run(self) -> List[RunResult]:
-    """Every run of the study: the ensemble arms first, then the tower arms
-    sized after them."""
+    """Every run of the study: the arms that towers are sized after, then
+    those towers (the comparison users ask first), then the other arms."""
     if not self._prepared:
       self.prepare()
     results: List[RunResult] = []
-    phases = [[a for a in self.study.arms if a.tower_of is None],
-              [a for a in self.study.arms if a.tower_of is not None]]
+    bases = {a.tower_of for a in self.study.arms}
+    phases = [[a for a in self.study.arms if a.name in bases],
+              [a for a in self.study.arms if a.tower_of is not None],
+              [a for a in self.study.arms
+               if a.tower_of is None and a.name not in bases]]
     with concurrent.futures.ThreadPoolExecutor(self.parallel) as pool:
       for arms in phases:
         for arm in arms:  # towers are sized once, here, before they run

@@ -369,6 +369,7 @@ def _record(t, metrics, own, generator, evaluator, seconds,
                     if k in ("accuracy", "average_loss", "loss")},
       global_step=int(metrics["global_step"]), seconds=round(seconds, 1),
       member_accuracies=accuracies,
-      ensemble_gain=round(accuracy - max(known), 6) if known else None,
+      # (+ 0.0: a gain of "-0.0" is none)
+      ensemble_gain=round(accuracy - max(known), 6) + 0.0 if known else None,
       train_mult_adds=(trained + frozen) * c.steps_per_iteration *
       c.batch_size)

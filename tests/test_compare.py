@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -149,23 +150,36 @@ def test_refuses_another_study_and_bad_arms(tmp_path):
   _known_study(out)
   with open(os.path.join(out, compare.STUDY_FILE)) as f:
     before = f.read()
-  cases = [
+  # From the command line: one line, exit status 2.
+  for flags, expected in [
       ([f"--arm={ARMS[0]}", "--seeds=1,2"], "with other arms"),
-      ([*[f"--arm={a}" for a in ARMS], "--seeds=1,2,3"], "with other seeds"),
-      (["--arm=x=no_such_config"], "no such shipped config or file"),
-      (["--arm=x=demo no_such_field=1"], "has no field 'no_such_field'"),
-      (["--arm=x=demo batch_size=many"], "batch_size='many'"),
-      (["--arm=x=demo tower_of=y"], "names no arm"),
-      (["--arm=noconfig"], "expected 'NAME=CONFIG"),
-      (["--study=nosuch"], "--study='nosuch'"),
-      ([f"--arm={ARMS[0]}", "--parallel=0"], "--parallel=0"),
-  ]
-  for flags, expected in cases:
+      (["--arm=x=demo no_such_field=1"], "has no field 'no_such_field'")]:
     proc = _compare(*flags, f"--out={out}")
     assert proc.returncode == 2, (flags, proc.stderr[-2000:])
     error = proc.stderr.strip()
     assert error.count("\n") == 0 and "Traceback" not in error, error
     assert expected in error, (expected, error)
+  # The same checks, in the library the command calls.
+  cases = [
+      (lambda: _study_of([*ARMS], (1, 2, 3)), "with other seeds"),
+      (lambda: _study_of(["x=no_such_config"]), "no such shipped config"),
+      (lambda: _study_of(["x=demo batch_size=many"]), "batch_size='many'"),
+      (lambda: _study_of(["x=demo tower_of=y"]), "names no arm"),
+      (lambda: _study_of(["x=demo", "x=demo"]), "given twice"),
+      (lambda: study_lib.parse_arm("noconfig"), "expected 'NAME=CONFIG"),
+      (lambda: study_lib.builtin_study("nosuch", [1]), "--study='nosuch'"),
+      (lambda: compare.StudyRunner(compare.load_study(out), out, parallel=0),
+       "--parallel=0"),
+  ]
+
+  def _study_of(arms, seeds=(1, 2)):
+    study = study_lib.Study("custom", [study_lib.parse_arm(a) for a in arms],
+                            list(seeds), {})
+    compare.StudyRunner(study, out).prepare()
+
+  for call, expected in cases:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+      call()
   with open(os.path.join(out, compare.STUDY_FILE)) as f:
     assert f.read() == before
   assert not os.path.exists(os.path.join(out, "runs", "x"))
