@@ -422,16 +422,20 @@ class StudyRunner:
                         " so there is no ensemble to size the tower after")
     target = min(r.ensemble_params for r in finished)
     from improve_nas import estimator  # pylint: disable=g-import-not-at-top
+    from improve_nas.nasnet.counting import inference_params  # pylint: disable=g-import-not-at-top
     import ml_collections  # pylint: disable=g-import-not-at-top
     resolved = finished[0].config
-    cost = estimator.tower_cost_fn(ml_collections.ConfigDict(resolved))
-    overrides = study_lib.tower_arm_overrides(
-        arm, base, resolved, target, lambda a: cost(a).params)
+    shape = estimator.tower_shape(ml_collections.ConfigDict(resolved))
+    count = lambda a: inference_params(a, *shape)
+    self._say(f"{arm.name}: sizing one tower after {base.name}'s final "
+              f"ensemble ({target:,} parameters)")
+    overrides = study_lib.tower_arm_overrides(arm, base, resolved, target,
+                                              count)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _write_atomic(path, json.dumps(
         {"target_params": target, "overrides": overrides}, indent=1))
     self._say(f"{arm.name}: one {overrides['initial_arch']} tower "
-              f"({cost(overrides['initial_arch']).params:,} parameters, "
+              f"({count(overrides['initial_arch']):,} parameters, "
               f"{base.name}'s smallest final ensemble has {target:,}), "
               f"{overrides['steps_per_iteration']:,} steps")
     return overrides

@@ -31,7 +31,7 @@ __all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
            "newest_iteration",
            "input_fns", "resolve_image_size", "latest_global_step", "serving_input_receiver_fn",
            "export_saved_model", "SERVING_KEY", "MemberAccuracyHook",
-           "tower_cost_fn"]
+           "tower_cost_fn", "tower_shape"]
 
 # The name of the serving signature's input: raw uint8 images.
 SERVING_KEY = "image"
@@ -117,11 +117,16 @@ def resolve_image_size(c: ml_collections.ConfigDict,
   return size
 
 
+def tower_shape(c: ml_collections.ConfigDict) -> tuple:
+  """(classes, image size, channels) of the towers of config `c`."""
+  info = datasets.load_source(c.dataset, c.data_dir or None).info
+  return (info.num_classes, resolve_image_size(c, info), info.image_shape[-1])
+
+
 def tower_cost_fn(c: ml_collections.ConfigDict) -> Callable:
   """arch -> TowerCost (parameters, multiply-adds) of a tower of config
   `c`: its dataset's classes, image size and channels, its auxiliary head."""
-  info = datasets.load_source(c.dataset, c.data_dir or None).info
-  shape = (info.num_classes, resolve_image_size(c, info), info.image_shape[-1])
+  shape = tower_shape(c)
   filters = config_lib.aux_head_filters(c)
   return lambda arch: tower_cost(arch, *shape, aux_head_filters=filters)
 

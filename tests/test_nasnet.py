@@ -8,7 +8,8 @@ from improve_nas.errors import ConfigError
 from improve_nas.nasnet import ops
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.cells import NORMAL_CELL, Cell
-from improve_nas.nasnet.counting import count_params, tower_cost
+from improve_nas.nasnet.counting import (count_params, inference_params,
+                                        tower_cost)
 from improve_nas.nasnet.tower import NasnetTower
 
 TINY = "1@24"  # 3 normal + 2 reduction cells, F = 1.
@@ -42,6 +43,9 @@ def test_param_count_grows_with_depth_and_width():
   assert count_params("1@72", 10, 8, 1) > base
   # The image size changes nothing but the auxiliary head (not counted).
   assert count_params("1@48", 10, 16, 1) == base
+  # The inference-only build (for searches over sizes) counts the same.
+  for arch in ("1@48", "2@72"):
+    assert inference_params(arch, 10, 8, 1) == count_params(arch, 10, 8, 1)
 
 
 # --- Drop path ---------------------------------------------------------------

@@ -16,7 +16,7 @@ import tensorflow as tf
 from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
-__all__ = ["TowerCost", "tower_cost", "count_params"]
+__all__ = ["TowerCost", "tower_cost", "count_params", "inference_params"]
 
 _AUX_SCOPE = "/aux_"
 
@@ -71,6 +71,22 @@ def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
   params = sum(n for name, n in sizes.items() if _AUX_SCOPE not in name)
   return TowerCost(arch, params, sum(sizes.values()), mult_adds,
                    sum(n for _, n in counts))
+
+
+@functools.lru_cache(maxsize=256)
+def inference_params(arch: "ArchSpec | str", num_classes: int = 10,
+                     image_size: int = 32, channels: int = 3) -> int:
+  """Trainable parameters of the inference tower, from an inference-mode
+  build without the auxiliary head: the same count as `tower_cost(...)
+  .params` in about a third of the time (no drop path, no aux head), for
+  searches over many sizes."""
+  arch = ArchSpec.parse(arch)
+  with tf.Graph().as_default():
+    tower = NasnetTower(arch, num_classes, use_aux_head=False)
+    tower(tf.compat.v1.placeholder(
+        tf.float32, [1, image_size, image_size, channels]), training=False)
+    return sum(int(np.prod(v.shape.as_list())) for v in
+               tower.trainable_weights)
 
 
 def count_params(arch: "ArchSpec | str", num_classes: int = 10,
