@@ -37,6 +37,7 @@ compare: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/demo_search.py
+	$(PY) bench/classical_baselines.py
 	$(PY) bench/memory_growth.py
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/cluster_throughput.py
