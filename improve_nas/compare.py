@@ -398,9 +398,12 @@ class StudyRunner:
 
   def _flags(self, arm: Arm, seed: int) -> List[str]:
     overrides = {**self.study.settings, **arm.overrides}
-    if arm.tower_of is not None:
+    config = arm.config
+    if arm.tower_of is not None:  # its overrides apply to its base's config
       overrides = self._tower_overrides(arm)
-    out = [f"--config={arm.config}"]
+      config = next(a.config for a in self.study.arms
+                    if a.name == arm.tower_of)
+    out = [f"--config={config}"]
     out += [_flag(k, v) for k, v in overrides.items() if k != "seed"]
     out += [_flag("seed", seed), f"--model_dir={self.model_dir(arm.name, seed)}",
             "--noexport", "--progress_secs=30"]
@@ -414,8 +417,12 @@ class StudyRunner:
     if saved is not None:
       return saved["overrides"]
     base = next(a for a in self.study.arms if a.name == arm.tower_of)
-    finished = [read_result(base.name, s, self.model_dir(base.name, s), 0.0)
-                for s in self.study.seeds]
+    finished = []
+    for seed in self.study.seeds:
+      state = _read_json(self._state_path(base.name, seed)) or {}
+      if state.get("outcome") in ("finished", "ended"):
+        finished.append(read_result(base.name, seed,
+                                    self.model_dir(base.name, seed), 0.0))
     finished = [r for r in finished if r.state in ("finished", "ended")]
     if not finished:
       raise ConfigError(f"arm {arm.name!r}: every run of {base.name!r} failed,"
