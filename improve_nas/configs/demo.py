@@ -21,7 +21,9 @@ Why these choices at this scale (measured with `improve-nas-compare`):
   their ensemble;
 - uniform weights: learned ones, fitted on training digits every member
   already classifies, grew the first member's weight to 2-3 and kept the
-  new one near 0.5, even when the new one was the better member;
+  new one near 0.5, even when the new one was the better member (with
+  this demo's three 1@96 members the two kinds tested alike: 0.980
+  learned, 0.979 uniform);
 - a 32/128-channel auxiliary head: the paper's 128/768 head is 65 times a
   1@96 tower's parameters;
 - selection on 20 training batches: with one new candidate per iteration
