@@ -145,7 +145,7 @@ class NasnetBuilder(adanet.subnetwork.Builder):
     if not training:
       tf.compat.v1.add_to_collection(MEMBER_LOGITS_COLLECTION,
                                      outputs["logits"])
-    if training:
+    else:
       shared["teacher_logits"] = distillation.teacher_logits(
           cfg.knowledge_distillation, previous_ensemble)
       summary.scalar("drop_path_keep_prob/last_cell",
