@@ -165,7 +165,10 @@ def evaluate_checkpoints(c: ml_collections.ConfigDict, model_dir: str,
   fns = input_fns(c, model_dir)
 
   def search_over() -> bool:
-    saved = search.load_search(model_dir)
+    try:
+      saved = search.load_search(model_dir)
+    except search.DamagedFile:  # the chief rebuilds it
+      return False
     return bool(saved) and (saved["ended"] is not None or
                             len(saved["records"]) >= c.max_iterations)
 

@@ -362,13 +362,21 @@ class MemberAccuracyHook(tf.compat.v1.train.SessionRunHook):
 def serving_input_receiver_fn(c: ml_collections.ConfigDict,
                               info: datasets.DatasetInfo) -> Callable:
   """Serving input: uint8 images of the dataset's shape, preprocessed as in
-  evaluation (resized to the search's image size, scaled to [-1, 1])."""
+  evaluation (resized to the search's image size, scaled to [-1, 1]).
+  Images of any other shape are refused at run time."""
   size = resolve_image_size(c, info)
 
+  shape = [None, *info.image_shape]
+
   def receiver_fn():
-    raw = tf.compat.v1.placeholder(tf.uint8, [None, *info.image_shape],
-                                   name=SERVING_KEY)
-    features = {"image": preprocess(raw, size)}
+    raw = tf.compat.v1.placeholder(tf.uint8, shape, name=SERVING_KEY)
+    # A signature of a TF1 graph loaded with tf.saved_model.load does not
+    # check the shape it declares; images of another size or depth would
+    # give a silent wrong answer, and a batch of rank 3 aborts the process.
+    # They are refused (InvalidArgumentError naming both shapes), never
+    # resized.
+    checked = tf.ensure_shape(raw, shape, name="image_shape_check")
+    features = {"image": preprocess(checked, size)}
     return tf.estimator.export.ServingInputReceiver(features,
                                                     {SERVING_KEY: raw})
 

@@ -18,9 +18,10 @@ import ml_collections
 import tensorflow as tf
 
 from improve_nas.errors import ConfigError
+from improve_nas.lock import LOCK_FILE
 
 __all__ = ["CandidateRecord", "IterationRecord", "RECORDS_FILE",
-           "CONFIG_FILE", "load_search", "load_records", "load_saved_config",
+           "CONFIG_FILE", "DamagedFile", "load_search", "load_records", "load_saved_config",
            "write_records", "check_model_dir", "check_model_dir_usable"]
 
 RECORDS_FILE = "search.json"
@@ -73,23 +74,75 @@ class IterationRecord:
     return cls(**d)
 
 
+class DamagedFile(ConfigError):
+  """A search.json or config.json that cannot be read or does not parse."""
+
+  def __init__(self, path: str, reason: str, unreadable: bool = False):
+    self.path, self.reason, self.unreadable = path, reason, unreadable
+    fix = ("make it readable and run again" if unreadable else
+           "run improve-nas on this --model_dir to rebuild it from the "
+           "TensorBoard run 'search', or restore the file from a copy")
+    super().__init__(f"{path} is damaged ({reason}); {fix}" if not unreadable
+                     else f"{path} {reason}; {fix}")
+
+
 def _read_json(model_dir: str, name: str) -> Optional[dict]:
+  """The JSON object in MODEL_DIR/name; None when there is no such file.
+
+  Raises:
+    DamagedFile: it cannot be read, or is not a JSON object.
+  """
   path = os.path.join(model_dir, name)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  try:
+    if not tf.io.gfile.exists(path):
+      return None
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read()
+  except (OSError, tf.errors.OpError) as e:
+    reason = getattr(e, "strerror", None) or getattr(e, "message", str(e))
+    raise DamagedFile(path, f"cannot be read ({reason})",
+                      unreadable=True) from None
+  try:
+    value = json.loads(data.decode("utf-8"))
+  except UnicodeDecodeError:
+    raise DamagedFile(path, "not UTF-8 text") from None
+  except ValueError as e:
+    why = "empty" if not data.strip() else f"not valid JSON: {e}"
+    raise DamagedFile(path, why) from None
+  if not isinstance(value, dict):
+    raise DamagedFile(path, f"holds a JSON {type(value).__name__}, not an "
+                      "object")
+  return value
+
+
+def parse_search(saved: dict) -> dict:
+  """{"records": [...], "ended": ...} from search.json's JSON object.
+
+  Raises:
+    ValueError: it is not a search record.
+  """
+  try:
+    return {"records": [IterationRecord.from_dict(d)
+                        for d in saved["iterations"]],
+            "ended": saved.get("ended")}
+  except (KeyError, TypeError, AttributeError) as e:
+    raise ValueError(f"not a search record: {type(e).__name__} {e}") from None
 
 
 def load_search(model_dir: str) -> Optional[dict]:
   """{"records": [IterationRecord], "ended": str or None} of the search in
-  `model_dir`, or None when it holds no search.json."""
+  `model_dir`, or None when it holds no search.json.
+
+  Raises:
+    DamagedFile: search.json cannot be read or is not a search record.
+  """
   saved = _read_json(model_dir, RECORDS_FILE)
   if saved is None:
     return None
-  return {"records": [IterationRecord.from_dict(d)
-                      for d in saved["iterations"]],
-          "ended": saved.get("ended")}
+  try:
+    return parse_search(saved)
+  except ValueError as e:
+    raise DamagedFile(os.path.join(model_dir, RECORDS_FILE), str(e)) from None
 
 
 def load_records(model_dir: str) -> List[IterationRecord]:
@@ -100,7 +153,11 @@ def load_records(model_dir: str) -> List[IterationRecord]:
 
 def load_saved_config(model_dir: str) -> Optional[dict]:
   """The config a search in `model_dir` was started with (config.json), as
-  a dict, or None."""
+  a dict, or None.
+
+  Raises:
+    DamagedFile: config.json cannot be read or does not parse.
+  """
   return _read_json(model_dir, CONFIG_FILE)
 
 
@@ -139,11 +196,18 @@ def check_model_dir_usable(model_dir: str) -> None:
                       "writable; choose a directory you can write to")
 
 
-def check_model_dir(c: ml_collections.ConfigDict, model_dir: str) -> None:
-  """Raises ConfigError if `model_dir` holds a search with another config."""
-  saved = load_saved_config(model_dir)
+_UNREAD = object()
+
+
+def check_model_dir(c: ml_collections.ConfigDict, model_dir: str,
+                    saved=_UNREAD) -> None:
+  """Raises ConfigError if `model_dir` holds a search with another config
+  (`saved`: that search's config, when already read; None for none)."""
+  if saved is _UNREAD:
+    saved = load_saved_config(model_dir)
   if saved is None:
-    if tf.io.gfile.exists(model_dir) and tf.io.gfile.listdir(model_dir):
+    if tf.io.gfile.exists(model_dir) and set(
+        tf.io.gfile.listdir(model_dir)) - {LOCK_FILE}:
       raise ConfigError(
           f"model_dir {model_dir!r} is not empty and holds no improve_nas "
           "search; choose another --model_dir or pass --overwrite")

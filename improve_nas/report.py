@@ -18,8 +18,10 @@ import tensorflow as tf
 
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet.arch import ArchSpec
+from improve_nas import model_dir as model_dir_lib
 from improve_nas import search
 from improve_nas.estimator import latest_global_step
+from improve_nas.records import DamagedFile
 from improve_nas.search import CONFIG_FILE, RECORDS_FILE, IterationRecord
 
 __all__ = ["format_table", "table_rows", "search_status", "write_report",
@@ -110,7 +112,9 @@ def search_status(model_dir: str) -> dict:
   """Where the search in `model_dir` stands.
 
   Returns {"state": "finished" | "ended" | "running", "detail": one line,
-  "records": [IterationRecord], "config": dict, "latest_step": int}.
+  "records": [IterationRecord], "config": dict, "latest_step": int,
+  "note": a line when damaged files were read from their TensorBoard
+  copies, else None}.
   "running" also covers a search that was stopped and can be resumed.
 
   Raises:
@@ -119,8 +123,19 @@ def search_status(model_dir: str) -> dict:
   if not tf.io.gfile.isdir(model_dir):
     raise ConfigError(f"--model_dir={model_dir!r} is not a directory; give "
                       "the model_dir of a search")
-  saved = search.load_search(model_dir)
-  config = search.load_saved_config(model_dir)
+  config, note = model_dir_lib.saved_config(model_dir)
+  try:
+    saved = search.load_search(model_dir)
+  except DamagedFile as e:
+    rebuilt = None if e.unreadable else model_dir_lib.recovered_records(
+        os.path.join(model_dir, model_dir_lib.SUMMARY_DIR))
+    if rebuilt is None:
+      raise
+    saved = {"records": rebuilt, "ended": None}
+    note = "; ".join(filter(None, [note, (
+        f"{e.path} is damaged ({e.reason}); these are the records saved in "
+        f"the TensorBoard run '{model_dir_lib.SUMMARY_DIR}' (improve-nas on "
+        "this --model_dir rebuilds the file)")]))
   if saved is None or config is None:
     raise ConfigError(f"--model_dir={model_dir!r} holds no improve_nas search "
                       f"({RECORDS_FILE} or {CONFIG_FILE} missing); give the "
@@ -139,7 +154,7 @@ def search_status(model_dir: str) -> dict:
     detail = (f"running (or stopped): iteration {current + 1} of {iterations} "
               f"at step {done} of {steps}")
   return {"state": state, "detail": detail, "records": records,
-          "config": config, "latest_step": latest}
+          "config": config, "latest_step": latest, "note": note}
 
 
 def _csv_text(rows: List[Dict[str, object]]) -> str:
@@ -244,6 +259,7 @@ def write_report(model_dir: str, out_dir: Optional[str] = None) -> dict:
           "test_loss": final.test_loss},
       "iterations": [dataclasses.asdict(r) for r in records],
       "rows": rows,
+      "note": status["note"],
   }
   with tf.io.gfile.GFile(paths["report.json"], "w") as f:
     json.dump(report, f, indent=1)

@@ -14,6 +14,7 @@ from the checkpoint and keep their records.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -21,6 +22,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence
 
+from absl import logging
 import ml_collections
 import tensorflow as tf
 
@@ -29,6 +31,10 @@ from improve_nas import config as config_lib
 from improve_nas import distributed
 from improve_nas import memory
 from improve_nas.errors import SearchDiverged, SearchEnded
+from improve_nas.lock import LOCK_FILE, ModelDirLock
+from improve_nas.model_dir import (CONFIG_TAG, RECORD_TAG, SUMMARY_DIR,
+                                   ensure_intact_checkpoint, saved_config,
+                                   saved_records, summary_metadata)
 from improve_nas.builder import member_key
 from improve_nas.estimator import (MemberAccuracyHook, export_saved_model,
                                    input_fns, latest_global_step,
@@ -37,6 +43,7 @@ from improve_nas.estimator import (MemberAccuracyHook, export_saved_model,
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 # The records and model_dir checks, under the names callers have used.
 from improve_nas.records import (CONFIG_FILE, RECORDS_FILE, CandidateRecord,
+                                 DamagedFile,
                                  IterationRecord, check_model_dir,
                                  check_model_dir_usable, load_records,
                                  load_saved_config, load_search,
@@ -45,9 +52,8 @@ from improve_nas.records import (CONFIG_FILE, RECORDS_FILE, CandidateRecord,
 __all__ = ["StopRequest", "CandidateRecord", "IterationRecord", "SearchResult",
            "run_search", "load_records", "load_search", "load_saved_config",
            "RECORDS_FILE", "CONFIG_FILE", "SUMMARY_DIR", "check_model_dir",
-           "check_model_dir_usable"]
+           "check_model_dir_usable", "DamagedFile"]
 
-SUMMARY_DIR = "search"   # TensorBoard run with the per-iteration summaries
 
 
 @dataclasses.dataclass
@@ -70,7 +76,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
                export: bool = False,
                stop: Optional[StopRequest] = None,
                on_status: Optional[Callable[[str], None]] = None,
-               hooks: Sequence[tf.estimator.SessionRunHook] = ()
+               hooks: Sequence[tf.estimator.SessionRunHook] = (),
+               on_notice: Optional[Callable[[str], None]] = None
                ) -> SearchResult:
   """Runs (or resumes) the search of config `c` in `model_dir`.
 
@@ -85,29 +92,90 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
   selection and graph growing, the test evaluation, the export). `hooks`
   are extra SessionRunHooks for every iteration's training call.
 
+  The model_dir is locked while the search runs (see lock.py). What a
+  damaged model_dir forces, or a lock taken over from a dead process, is
+  said in one line to `on_notice` (default: a logged warning): a damaged
+  newest checkpoint skipped for the newest intact one, a damaged
+  search.json or config.json rebuilt from the TensorBoard run 'search'.
+
   Raises:
-    ConfigError: a bad config, or a model_dir holding another search.
+    ConfigError: a bad config, a model_dir holding another search or in use
+      by another process (ModelDirBusy), or one damaged beyond repair.
   """
   config_lib.validate(c)
   c = config_lib.apply_quick(c)
   check_model_dir_usable(model_dir)
+  notice = on_notice or (lambda line: logging.warning("%s", line))
   if not overwrite:
-    check_model_dir(c, model_dir)
+    check_model_dir(c, model_dir, saved_config(model_dir)[0])
   estimator = make_estimator(c, run_config, model_dir=model_dir)
+  task = distributed.current_task()
+  lock = ModelDirLock(model_dir, role="search" if not task.distributed else
+                      "chief of a cluster",
+                      cluster=task.cluster if task.distributed else None)
+  took_over = lock.acquire()
+  try:
+    if took_over:
+      notice(took_over)
+    return _run_locked(c, model_dir, estimator, task, overwrite, notice,
+                       on_iteration, on_progress, progress_secs, export, stop,
+                       on_status, hooks)
+  finally:
+    lock.release()
+
+
+def _prepare(c, model_dir: str, overwrite: bool, notice
+             ) -> List[IterationRecord]:
+  """With the lock held: starts over, or checks what the model_dir holds
+  and recovers what can be; writes config.json. Returns the records of
+  the iterations already done."""
+  tf.io.gfile.makedirs(model_dir)
+  config_path = os.path.join(model_dir, CONFIG_FILE)
+  if overwrite:
+    for name in tf.io.gfile.listdir(model_dir):
+      path = os.path.join(model_dir, name)
+      if name == LOCK_FILE:
+        continue
+      if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+      else:
+        tf.io.gfile.remove(path)
+    done = []
+  else:
+    saved, damaged = saved_config(model_dir)  # again, under the lock
+    check_model_dir(c, model_dir, saved)
+    if damaged:
+      tf.io.gfile.rename(config_path, config_path + ".damaged", overwrite=True)
+      notice(f"{damaged}; kept the damaged file as {CONFIG_FILE}.damaged")
+    step, lines = ensure_intact_checkpoint(model_dir, c.steps_per_iteration)
+    for line in lines:
+      notice(line)
+    done, rebuilt = saved_records(model_dir, step,
+                                  _checkpoint_iteration(model_dir))
+    if rebuilt:
+      notice(rebuilt)
+      write_records(model_dir, done, None)
+  with tf.io.gfile.GFile(config_path, "w") as f:
+    f.write(c.to_json(indent=1))
+  return done
+
+
+def _run_locked(c, model_dir, estimator, task, overwrite, notice,
+                on_iteration, on_progress, progress_secs, export, stop,
+                on_status, hooks) -> SearchResult:
+  """run_search, once the model_dir is locked."""
   # The chief of a TF_CONFIG cluster serves its part of the graph (kept
   # referenced until the search returns).
-  task = distributed.current_task()
   server = distributed.start_server(task) if task.type == "chief" else None
-  if overwrite and tf.io.gfile.exists(model_dir):
-    tf.io.gfile.rmtree(model_dir)
-  tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    f.write(c.to_json(indent=1))
+  done = {r.iteration: r for r in _prepare(c, model_dir, overwrite, notice)}
+  writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
+  with writer.as_default(step=latest_global_step(model_dir)):
+    tf.summary.write(CONFIG_TAG, c.to_json(), metadata=summary_metadata())
+  writer.flush()
   fns = input_fns(c, model_dir)
   cost = tower_cost_fn(c)
   generator = estimator._subnetwork_generator  # pylint: disable=protected-access
   evaluator = estimator._evaluator  # pylint: disable=protected-access
-  done = {r.iteration: r for r in load_records(model_dir)}
   records: List[IterationRecord] = []
   ended, diverged, interrupted = None, False, None
   status = on_status or (lambda line: None)
@@ -116,7 +184,6 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str,
     status(f"resuming from {os.path.basename(checkpoint)}")
   stopping = lambda: stop is not None and stop.signal is not None
   steps = c.steps_per_iteration
-  writer = tf.summary.create_file_writer(os.path.join(model_dir, SUMMARY_DIR))
   overheads: List[float] = []  # seconds outside training steps, per iteration
   for t in range(c.max_iterations):
     start = time.time()
@@ -306,6 +373,8 @@ def _summarize(writer, r: "IterationRecord") -> None:
           f"{r.test_accuracy:.4f}\n\n| member | architecture | mixture "
           f"weight |\n|---|---|---|\n{rows}")
   with writer.as_default(step=r.global_step):
+    tf.summary.write(RECORD_TAG, json.dumps(dataclasses.asdict(r)),
+                     metadata=summary_metadata())
     tf.summary.text("architecture", text)
     tf.summary.scalar("ensemble/test_accuracy", r.test_accuracy)
     tf.summary.scalar("ensemble/params", float(r.ensemble_params))

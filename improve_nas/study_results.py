@@ -100,9 +100,13 @@ def read_result(arm: str, seed: int, model_dir: str,
   config.json)."""
   result = RunResult(arm=arm, seed=seed, state=state,
                      wall_seconds=round(wall_seconds, 1), message=message)
-  saved = records_lib.load_search(model_dir) if os.path.isdir(model_dir) \
-      else None
-  config = records_lib.load_saved_config(model_dir) or {}
+  try:
+    saved = records_lib.load_search(model_dir) if os.path.isdir(model_dir) \
+        else None
+    config = records_lib.load_saved_config(model_dir) or {}
+  except records_lib.DamagedFile as e:
+    result.state, result.message = "failed", str(e)
+    return result
   result.config = config
   if not saved or not saved["records"]:
     if state in ("finished", "ended"):

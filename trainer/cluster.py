@@ -6,7 +6,11 @@
 
 Starts a chief, N workers, M parameter servers and optionally an evaluator,
 each an `improve-nas` process with its own TF_CONFIG on free localhost
-ports. Each line a process prints is shown prefixed with its role. When
+ports. TensorFlow's gRPC servers listen on every interface and have no
+authentication, so the cluster runs in a private network namespace of its
+own, whose only interface is loopback: no other host can reach it. Where
+the system allows no such namespace the command refuses to start, unless
+--allow_network accepts the exposure (a trusted network only). Each line a process prints is shown prefixed with its role. When
 CUDA GPUs are visible, the chief and each worker get one of their own
 (round robin over the GPUs); parameter servers and the evaluator run on the
 CPU. The cluster stops when the chief finishes, and the command exits with
@@ -21,11 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import ipaddress
 import json
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -47,7 +54,12 @@ flags.DEFINE_enum("placement", "replication", ["replication", "round_robin"],
                   "round_robin: candidates spread over the workers.")
 flags.DEFINE_integer("restarts", 0, "How many times each process that dies "
                      "is restarted (a chief resumes from its checkpoint).")
-flags.DEFINE_string("host", "localhost", "Address the processes listen on.")
+flags.DEFINE_string("host", "localhost", "Address the processes listen on; "
+                    "one other hosts can reach needs --allow_network.")
+flags.DEFINE_bool("allow_network", False, "Run the cluster on this machine's "
+                  "network instead of a private loopback-only namespace: "
+                  "TensorFlow's servers then listen on every interface, "
+                  "unauthenticated (a trusted network only).")
 flags.DEFINE_float("grace_secs", 10.0, "Seconds a stopped process gets to "
                    "exit before it is killed.")
 
@@ -82,6 +94,63 @@ def visible_gpus() -> List[str]:
     return []
   return [str(i) for i, line in enumerate(out.splitlines())
           if line.startswith("GPU ")]
+
+
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def private_network() -> Optional[str]:
+  """Moves this process (and so every process it starts) into a new network
+  namespace whose only interface is loopback, brought up. Returns None on
+  success, else why it is not possible here.
+
+  As root a network namespace alone; otherwise inside a new user namespace
+  that maps this user to itself (Linux, unprivileged user namespaces).
+  Must run before this process starts any thread.
+  """
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+  except OSError as e:
+    return str(e)
+  uid, gid = os.getuid(), os.getgid()
+  if libc.unshare(_CLONE_NEWNET) != 0:
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+      return f"unshare: {os.strerror(ctypes.get_errno())}"
+    try:
+      for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                         ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+          f.write(text)
+    except OSError as e:
+      return f"cannot map the user into its namespace: {e.strerror}"
+  try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+      request = struct.pack("16sH22x", b"lo", 0)
+      flags_now = struct.unpack("16sH22x", fcntl.ioctl(
+          s, _SIOCGIFFLAGS, request))[1]
+      fcntl.ioctl(s, _SIOCSIFFLAGS,
+                  struct.pack("16sH22x", b"lo", flags_now | _IFF_UP))
+  except OSError as e:
+    return f"cannot bring up loopback in the namespace: {e.strerror}"
+  return None
+
+
+def interfaces() -> List[str]:
+  """The network interfaces of this process's namespace."""
+  with open("/proc/self/net/dev") as f:
+    return [line.split(":")[0].strip() for line in f if ":" in line]
+
+
+def is_loopback(host: str) -> bool:
+  """Whether `host` names only this machine (localhost, 127.x, ::1)."""
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host.strip("[]")).is_loopback
+  except ValueError:
+    return False
 
 
 def cluster_spec(host: str, workers: int, ps: int) -> Dict[str, List[str]]:
@@ -194,6 +263,24 @@ def main(argv):
   if not any(a.startswith("--model_dir") for a in forwarded):
     _fail("give the search's --model_dir after --, e.g. improve-nas-cluster "
           "--workers=2 -- --model_dir=runs/cluster")
+  if not FLAGS.allow_network and not is_loopback(FLAGS.host):
+    _fail(f"--host={FLAGS.host!r} can be reached from other machines, and "
+          "TensorFlow's servers have no authentication; use "
+          "--host=localhost, or pass --allow_network on a trusted network")
+  lock = threading.Lock()
+  if FLAGS.allow_network:
+    say("--allow_network: the servers listen on every interface of this "
+        "machine, without authentication; use a trusted network only", lock)
+  else:
+    why = private_network()
+    if why is not None:
+      _fail(f"cannot give the cluster a private network namespace ({why}); "
+            "TensorFlow's servers would listen on every interface, "
+            "unauthenticated: pass --allow_network to run them on this "
+            "machine's network anyway (a trusted network only)")
+    say(f"private network namespace: the cluster's ports are reachable "
+        f"only from its own processes (interfaces: "
+        f"{', '.join(interfaces())})", lock)
   try:
     cluster = cluster_spec(FLAGS.host, FLAGS.workers, FLAGS.ps)
   except OSError as e:
@@ -202,7 +289,6 @@ def main(argv):
   command = [sys.executable, "-m", "trainer.trainer", *forwarded,
              f"--config.placement={FLAGS.placement}"]
   gpus = visible_gpus()
-  lock = threading.Lock()
   tasks = [Task("ps", i, cluster, command, None, lock)
            for i in range(FLAGS.ps)]
   trainers = [("chief", 0)] + [("worker", i) for i in range(FLAGS.workers)]

@@ -38,6 +38,8 @@ def main(argv):
     result = report.write_report(FLAGS.model_dir, FLAGS.out_dir)
   except ConfigError as e:
     _fail(str(e))
+  if result["note"]:
+    print(f"improve-nas-report: {result['note']}")
   print(result["table"])
   print(f"\n{result['detail']}")
   for path in result["files"]:

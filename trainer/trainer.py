@@ -129,7 +129,8 @@ def main(argv):
           on_progress=show if FLAGS.progress_secs > 0 else None,
           progress_secs=FLAGS.progress_secs, export=FLAGS.export, stop=stop,
           on_status=(lambda line: print(f"  {line}", flush=True))
-          if FLAGS.progress_secs > 0 else None)
+          if FLAGS.progress_secs > 0 else None,
+          on_notice=lambda line: print(f"improve-nas: {line}", flush=True))
   except ConfigError as e:
     _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
@@ -167,7 +168,12 @@ def _describe(task) -> str:
 
 def _run_task(task, c, model_dir: str) -> None:
   """A parameter server, worker or evaluator of a TF_CONFIG cluster."""
-  from improve_nas import distributed  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from improve_nas import distributed
+  from improve_nas import lock
+  # pylint: enable=g-import-not-at-top
+  if task.type != "ps":  # the chief holds model_dir's lock for the cluster
+    lock.check_cluster_member(model_dir, task.cluster)
   if task.type == "ps":
     print(f"improve-nas: parameter server {task.index} of "
           f"{_describe(task)} serving", flush=True)
@@ -233,17 +239,25 @@ def _export_only(model_dir: str) -> None:
   import ml_collections
   from improve_nas import config as config_lib
   from improve_nas import estimator as estimator_lib
+  from improve_nas import lock as lock_lib
+  from improve_nas import model_dir as model_dir_lib
   from improve_nas import search
   # pylint: enable=g-import-not-at-top
-  fields = (search.load_saved_config(model_dir)
-            if os.path.isdir(model_dir) else None)
+  fields, damaged = (model_dir_lib.saved_config(model_dir)
+                     if os.path.isdir(model_dir) else (None, None))
   if fields is None:
     raise ConfigError(f"--model_dir={model_dir!r} holds no {search.CONFIG_FILE}"
                       "; --export_only needs the model_dir of a search")
+  if damaged:
+    print(f"improve-nas: {damaged}", flush=True)
   saved = config_lib.base_config()
   saved.update(ml_collections.ConfigDict(fields))
-  print(f"SavedModel: "
-        f"{estimator_lib.export_saved_model(saved, model_dir)}")
+  with lock_lib.ModelDirLock(model_dir, role="export"):
+    _, lines = model_dir_lib.ensure_intact_checkpoint(model_dir)
+    for line in lines:
+      print(f"improve-nas: {line}", flush=True)
+    print(f"SavedModel: "
+          f"{estimator_lib.export_saved_model(saved, model_dir)}")
 
 
 def _distribution_run_config(task):
