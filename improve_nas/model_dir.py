@@ -261,8 +261,13 @@ def saved_config(model_dir: str) -> Tuple[Optional[dict], Optional[str]]:
   except DamagedFile as e:
     copy = None if e.unreadable else recovered_config(
         os.path.join(model_dir, SUMMARY_DIR))
-    if copy is None:
+    if copy is None and e.unreadable:
       raise
+    if copy is None:
+      raise ConfigError(
+          f"{e.path} is damaged ({e.reason}) and the TensorBoard run "
+          f"'{SUMMARY_DIR}' holds no copy of it; restore it from a copy, or "
+          "start over with --overwrite") from None
     return copy, (f"{e.path} was damaged ({e.reason}); using its copy from "
                   f"the TensorBoard run '{SUMMARY_DIR}'")
 

@@ -10,6 +10,7 @@ model_dir that cannot be written or that holds another search.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 from typing import Dict, List, Optional
@@ -99,7 +100,10 @@ def _read_json(model_dir: str, name: str) -> Optional[dict]:
     with tf.io.gfile.GFile(path, "rb") as f:
       data = f.read()
   except (OSError, tf.errors.OpError) as e:
-    reason = getattr(e, "strerror", None) or getattr(e, "message", str(e))
+    if isinstance(e, (PermissionError, tf.errors.PermissionDeniedError)):
+      reason = os.strerror(errno.EACCES)
+    else:
+      reason = getattr(e, "strerror", None) or getattr(e, "message", str(e))
     raise DamagedFile(path, f"cannot be read ({reason})",
                       unreadable=True) from None
   try:

@@ -22,7 +22,7 @@ from improve_nas import model_dir as model_dir_lib
 from improve_nas import search
 from improve_nas.estimator import latest_global_step
 from improve_nas.records import DamagedFile
-from improve_nas.search import CONFIG_FILE, RECORDS_FILE, IterationRecord
+from improve_nas.search import CONFIG_FILE, IterationRecord
 
 __all__ = ["format_table", "table_rows", "search_status", "write_report",
            "REPORT_DIR"]
@@ -136,10 +136,12 @@ def search_status(model_dir: str) -> dict:
         f"{e.path} is damaged ({e.reason}); these are the records saved in "
         f"the TensorBoard run '{model_dir_lib.SUMMARY_DIR}' (improve-nas on "
         "this --model_dir rebuilds the file)")]))
-  if saved is None or config is None:
+  if config is None:
     raise ConfigError(f"--model_dir={model_dir!r} holds no improve_nas search "
-                      f"({RECORDS_FILE} or {CONFIG_FILE} missing); give the "
-                      "model_dir of a search")
+                      f"({CONFIG_FILE} missing); give the model_dir of a "
+                      "search")
+  # (no search.json yet: the first iteration has not finished)
+  saved = saved or {"records": [], "ended": None}
   records = saved["records"]
   latest = latest_global_step(model_dir)
   steps, iterations = config["steps_per_iteration"], config["max_iterations"]

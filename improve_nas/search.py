@@ -143,7 +143,8 @@ def _prepare(c, model_dir: str, overwrite: bool, notice
     done = []
   else:
     saved, damaged = saved_config(model_dir)  # again, under the lock
-    check_model_dir(c, model_dir, saved)
+    if saved is not None:  # (a cluster's workers may have written already)
+      check_model_dir(c, model_dir, saved)
     if damaged:
       tf.io.gfile.rename(config_path, config_path + ".damaged", overwrite=True)
       notice(f"{damaged}; kept the damaged file as {CONFIG_FILE}.damaged")

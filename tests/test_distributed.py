@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -81,6 +82,8 @@ def _cluster_command(*flags, model_dir, search_flags=()):
     (["--ps=0"], "--ps=0: a cluster keeps its variables on parameter servers"),
     (["--workers=-1"], "--workers=-1: must be >= 0"),
     (["--placement=scatter"], "scatter"),
+    (["--host=192.0.2.7"], "--host='192.0.2.7' can be reached from other "
+     "machines, and TensorFlow's servers have no authentication"),
 ])
 def test_bad_cluster_flags_are_one_line_exit_2(tmp_path, flags, expected):
   proc = subprocess.run(_cluster_command(*flags, model_dir=tmp_path / "run"),
@@ -158,11 +161,63 @@ def _check_complete(model_dir, iterations, cluster):
   assert not [name for name, pid in cluster.pids().items() if _alive(pid)]
 
 
+def _listening_ports(pid="self"):
+  """Ports in state LISTEN in the network namespace of process `pid`."""
+  ports = set()
+  for name in ("tcp", "tcp6"):
+    with open(f"/proc/{pid}/net/{name}") as f:
+      for line in list(f)[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # TCP_LISTEN
+          ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+  return ports
+
+
+def _outward_address():
+  """This machine's address on its default route (no packet is sent)."""
+  with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    try:
+      s.connect(("192.0.2.1", 9))
+    except OSError:
+      return None
+    return s.getsockname()[0]
+
+
+def _check_private_ports(cluster):
+  """While the cluster runs: its servers listen, but only inside a network
+  namespace whose one interface is loopback; from this machine's own
+  namespace no port of the cluster is open, on any address."""
+  assert cluster.wait_for(r"\[ps 0\] improve-nas: parameter server 0", 200), (
+      cluster.output()[-3000:])
+  spec = json.loads(next(line for line in cluster.lines if "cluster {" in line)
+                    .split("cluster ", 1)[1].split("; ")[0])
+  ports = {int(a.rsplit(":", 1)[1]) for v in spec.values() for a in v}
+  pid = cluster.pids()["ps 0"]
+  deadline = time.time() + 60
+  while not ports & _listening_ports(pid) and time.time() < deadline:
+    time.sleep(0.5)
+  assert ports & _listening_ports(pid), "the parameter server never listened"
+  with open(f"/proc/{pid}/net/dev") as f:
+    assert [l.split(":")[0].strip() for l in f if ":" in l] == ["lo"]
+  assert not ports & _listening_ports()
+  address = _outward_address()
+  if address and not address.startswith("127."):
+    for port in ports:
+      with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex((address, port)) != 0, (address, port)
+
+
 def test_one_worker_cluster_trains_an_iteration(tmp_path):
   model_dir = tmp_path / "run"
   cluster = _Cluster(_cluster_command(
       "--workers=1", "--ps=1", model_dir=model_dir,
       search_flags=["--config.max_iterations=1"]))
+  try:
+    _check_private_ports(cluster)
+  except BaseException:
+    cluster.stop()
+    raise
   code = cluster.finish(timeout=400)
   out = cluster.output()
   assert code == 0, out[-4000:]
@@ -174,6 +229,7 @@ def test_one_worker_cluster_trains_an_iteration(tmp_path):
   assert "[ps 0] improve-nas: parameter server 0" in out
   assert "Traceback" not in out
   assert "chief exited with status 0" in out
+  assert "private network namespace" in out
 
 
 @pytest.mark.slow

@@ -255,6 +255,15 @@ def test_export_only_serves_raw_images_like_predict(run):
   np.testing.assert_array_equal(served["class_ids"].numpy(),
                                 predicted["class_ids"].reshape(-1))
   assert served["probabilities"].shape == (6, 10)
+  # Images of another size, depth or rank are refused, never resized or
+  # guessed at; another dtype is refused by the signature itself.
+  for shape in [(3, 9, 8, 1), (2, 8, 8, 3), (8, 8, 1)]:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"Shape of tensor image \[.*\] is not compatible "
+                       r"with expected shape \[\?,8,8,1\]"):
+      serve(image=tf.zeros(shape, tf.uint8))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="uint8"):
+    serve(image=tf.zeros((2, 8, 8, 1), tf.float32))
 
 
 def _table_lines(stdout):
