@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional
 from improve_nas import records as records_lib
 from improve_nas import study as study_lib
 from improve_nas.errors import ConfigError
+from improve_nas.lock import LOCK_FILE, ModelDirLock
 from improve_nas.study import Arm, Study
 # The results of a study, under the names callers use.
 from improve_nas.study_results import (ArmSummary, RunResult, format_table,
@@ -93,6 +94,7 @@ class StudyRunner:
     self._total = len(study.arms) * len(study.seeds)
     self._finished = 0
     self._prepared = False
+    self._dir_lock = ModelDirLock(out_dir, role="study", flag="--out")
 
   # Paths.
   def model_dir(self, arm: str, seed: int) -> str:
@@ -121,15 +123,12 @@ class StudyRunner:
       raise ConfigError(f"{saved_path} cannot be read ({e}); give another "
                         "--out or delete it") from None
     if saved is None:
-      if os.path.isdir(self.out_dir) and os.listdir(self.out_dir):
+      if os.path.isdir(self.out_dir) and set(os.listdir(self.out_dir)) - {
+          LOCK_FILE}:
         raise ConfigError(f"--out={self.out_dir!r} is not empty and holds no "
                           f"study ({STUDY_FILE}); give an empty or new "
                           "directory")
-      os.makedirs(self.out_dir, exist_ok=True)
-      write_text_atomic(saved_path, json.dumps(self.study.to_dict(), indent=1))
-      self._prepared = True
-      return
-    if saved != json.loads(json.dumps(self.study.to_dict())):
+    elif saved != json.loads(json.dumps(self.study.to_dict())):
       diff = [k for k in ("study", "arms", "seeds", "settings")
               if saved.get(k) != json.loads(json.dumps(
                   self.study.to_dict()[k]))]
@@ -137,6 +136,12 @@ class StudyRunner:
           f"--out={self.out_dir!r} holds study {saved.get('study')!r} with "
           f"other {', '.join(diff)}; run it with the same flags to continue, "
           "or give another --out")
+    # One runner per study directory, until run() returns.
+    took_over = self._dir_lock.acquire()
+    if took_over:
+      self._say(f"improve-nas-compare: {took_over}")
+    if saved is None:
+      write_text_atomic(saved_path, json.dumps(self.study.to_dict(), indent=1))
     self._prepared = True
 
   def _flags(self, arm: Arm, seed: int) -> List[str]:
@@ -284,7 +289,8 @@ class StudyRunner:
               [a for a in self.study.arms if a.tower_of is not None],
               [a for a in self.study.arms
                if a.tower_of is None and a.name not in bases]]
-    with concurrent.futures.ThreadPoolExecutor(self.parallel) as pool:
+    with concurrent.futures.ThreadPoolExecutor(self.parallel) as pool, \
+        self._dir_lock:
       for arms in phases:
         for arm in arms:  # towers are sized once, here, before they run
           if arm.tower_of is not None:

@@ -89,9 +89,11 @@ class ModelDirLock:
   """
 
   def __init__(self, model_dir: str, role: str = "search",
-               cluster: Optional[Dict[str, List[str]]] = None):
+               cluster: Optional[Dict[str, List[str]]] = None,
+               flag: str = "--model_dir"):
     self.model_dir = model_dir
     self.role = role
+    self.flag = flag  # how the user named the directory, for messages
     self.cluster = cluster_fingerprint(cluster)
     self._fd: Optional[int] = None
 
@@ -130,7 +132,7 @@ class ModelDirLock:
         raise ConfigError(f"cannot lock {self.path!r} ({e.strerror}); the "
                           "filesystem of --model_dir must support flock")
       raise ModelDirBusy(busy_message(self.model_dir, read_holder(
-          self.model_dir))) from None
+          self.model_dir), self.flag)) from None
     previous = read_holder(self.model_dir)
     self._fd = fd
     me = {"host": socket.gethostname(), "pid": os.getpid(),
@@ -166,10 +168,11 @@ class ModelDirLock:
     self.release()
 
 
-def busy_message(model_dir: str, holder: Optional[dict]) -> str:
-  return (f"--model_dir={model_dir!r} is in use by {describe(holder)}; wait "
+def busy_message(model_dir: str, holder: Optional[dict],
+                 flag: str = "--model_dir") -> str:
+  return (f"{flag}={model_dir!r} is in use by {describe(holder)}; wait "
           "for it to finish or stop it (Ctrl-C keeps its checkpoint), or "
-          "choose another --model_dir")
+          f"choose another {flag}")
 
 
 def check_cluster_member(model_dir: str,

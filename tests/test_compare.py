@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from improve_nas import compare
 from improve_nas import config as config_lib
+from improve_nas import lock as lock_lib
 from improve_nas import records
 from improve_nas import study as study_lib
 from improve_nas.errors import ConfigError
@@ -180,6 +182,14 @@ def test_refuses_another_study_and_bad_arms(tmp_path):
   for call, expected in cases:
     with pytest.raises(ConfigError, match=re.escape(expected)):
       call()
+  # A study directory another runner holds: refused, naming the holder.
+  with lock_lib.ModelDirLock(out, role="study", flag="--out"):
+    proc = _compare(*[f"--arm={a}" for a in ARMS], "--seeds=1,2",
+                    f"--out={out}")
+  assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert proc.stderr.strip().count("\n") == 0, proc.stderr
+  assert (f"--out={out!r} is in use by pid {os.getpid()} on "
+          f"{socket.gethostname()} (study since ") in proc.stderr
   with open(os.path.join(out, compare.STUDY_FILE)) as f:
     assert f.read() == before
   assert not os.path.exists(os.path.join(out, "runs", "x"))
