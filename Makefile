@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/iteration_costs.py
 	$(PY) bench/joint_candidates.py
 	$(PY) bench/mirrored_throughput.py
+	$(PY) bench/checkpoint_check.py
 
 # The wheel and the source archive, in dist/ (built with this environment's
 # setuptools: nothing is fetched).

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from improve_nas import estimator as estimator_lib
@@ -79,6 +80,7 @@ def pytest_fail(name):
   raise AssertionError(f"search.json holds the non-JSON constant {name}")
 
 
+@pytest.mark.slow  # the fast suite: diverging at once, and one candidate
 def test_every_candidate_diverging_later_keeps_the_ensemble_so_far(
     tmp_path, monkeypatch):
   # Iteration 1 trains normally; every candidate of iteration 2 diverges.

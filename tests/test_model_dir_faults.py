@@ -30,7 +30,7 @@ from improve_nas import lock as lock_lib
 from improve_nas import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 10
+STEPS = 5
 SEARCH = ["--config.image_size=8", "--config.initial_arch=1@24",
           "--config.max_iterations=2", f"--config.steps_per_iteration={STEPS}",
           "--config.batch_size=8", "--config.eval_steps=1",
@@ -130,14 +130,14 @@ CASES = [
      ("refuses", ["config.json cannot be read (Permission denied); make it "
                   "readable"])),
     ("newest checkpoint's data cut short", _newest_checkpoint_cut, "trainer",
-     ("recovers", ["skipped checkpoint model.ckpt-20 (Read less bytes than "
-                   "requested)", "resuming from model.ckpt-10, the newest "
-                   "intact checkpoint"])),
+     ("recovers", [f"skipped checkpoint model.ckpt-{2 * STEPS} (Read less "
+                   "bytes than requested)", f"resuming from model.ckpt-{STEPS}"
+                   ", the newest intact checkpoint"])),
     ("every checkpoint's data cut short", _every_checkpoint_cut, "trainer",
      ("refuses", ["holds no intact checkpoint", "nothing was changed"])),
     ("checkpoint files removed", _checkpoints_removed, "trainer",
-     ("refuses", ["holds no intact checkpoint (model.ckpt-20: its .index "
-                  "file is missing"])),
+     ("refuses", [f"holds no intact checkpoint (model.ckpt-{2 * STEPS}: its "
+                  ".index file is missing"])),
     ("checkpoint state file replaced by garbage",
      lambda d: (d / "checkpoint").write_text("garbage ::: {"), "trainer",
      ("recovers", ["checkpoint state file", "was unusable",

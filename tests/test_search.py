@@ -184,6 +184,7 @@ def test_budget_ends_the_search_cleanly(tmp_path):
   assert metrics["iteration"] == 0
 
 
+@pytest.mark.slow  # two iterations of the dynamic generator: 2 minutes
 def test_finished_iteration_is_evaluated_and_rebuilt_once(tmp_path,
                                                           monkeypatch):
   """Between iterations the search does each piece of adanet's work once:
