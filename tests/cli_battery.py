@@ -5,15 +5,20 @@ stdout and stderr captured and its exit status collected.
 
     python tests/cli_battery.py CASES.json RESULTS.json
 
-CASES.json: [{"argv": [...], "user": "nobody"?, "env": {...}?}, ...];
+CASES.json: [{"argv": [...], "user": "nobody"?, "env": {...}?,
+"max_file_bytes": N?}, ...];
 RESULTS.json: [{"returncode": int, "stdout": str, "stderr": str}, ...]. With
 "user", a child started as root runs as that user, so permissions apply to
-it; "env" adds environment variables to the child's.
+it; "env" adds environment variables to the child's; "max_file_bytes" keeps
+the child from growing any file past N bytes (its writes then fail as on a
+full disk, with EFBIG).
 """
 
 import json
 import os
 import pwd
+import resource
+import signal
 import sys
 import tempfile
 import traceback
@@ -38,6 +43,10 @@ def _run_case(case, out_path, err_path):
           os.setgid(user.pw_gid)
           os.setuid(user.pw_uid)
         os.environ.update(case.get("env") or {})
+        if case.get("max_file_bytes"):
+          limit = case["max_file_bytes"]
+          signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write
+          resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         sys.argv = ["improve-nas", *case["argv"]]
         trainer.run()
         code = 0

@@ -45,6 +45,7 @@ def _absurd_builder(diverges):
   return AbsurdBuilder
 
 
+@pytest.mark.slow  # a dynamic-generator iteration; a minute
 def test_a_diverged_candidate_is_not_selected(
     tmp_path, monkeypatch):
   # Dynamic generator from 1@24: 2@24 (deeper) and 1@48 (wider) compete in
@@ -140,6 +141,7 @@ def _cli(model_dir, *flags, preexec_fn=None):
       capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
 
 
+@pytest.mark.slow  # the fast suite: the full-disk case of test_model_dir_faults
 def test_a_full_disk_while_checkpointing_is_one_line_and_damages_nothing(
     tmp_path):
   model_dir = tmp_path / "run"

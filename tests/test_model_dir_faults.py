@@ -102,6 +102,14 @@ def _checkpoints_removed(d):
     os.remove(path)
 
 
+def _largest_data_file(d):
+  """The full-disk case's limit: no file may outgrow the largest checkpoint
+  data file there is, so the next iteration's checkpoint (one member more)
+  cannot be written."""
+  return max(os.path.getsize(p) for p in
+             tf.io.gfile.glob(str(d / "*.ckpt-*.data-*")))
+
+
 CASES = [
     ("search.json cut short", lambda d: _cut(d / "search.json"), "trainer",
      ("recovers", ["search.json was damaged (not valid JSON",
@@ -142,6 +150,11 @@ CASES = [
      lambda d: (d / "checkpoint").write_text("garbage ::: {"), "trainer",
      ("recovers", ["checkpoint state file", "was unusable",
                    "rebuilt it from the checkpoints on disk"])),
+    ("disk full while the next iteration checkpoints", _largest_data_file,
+     "trainer_disk_full",
+     ("refuses", ["could not write to --model_dir=", "(file too large); free "
+                  "space there and run the same command to resume from the "
+                  "last checkpoint, which is intact"])),
     ("lock left by a killed search", _die_holding_lock, "trainer",
      ("recovers", ["took over the lock of", "is no longer running"])),
     ("lock file replaced by garbage",
@@ -166,13 +179,22 @@ def battery(tmp_path_factory):
       time.sleep(0.2)
     assert search.poll() is None, search.stdout.read()[-3000:]
     before = records.load_saved_config(str(base))
-    live["second search"] = _run("trainer.trainer", *SEARCH,
-                                 f"--model_dir={base}")
-    live["--overwrite"] = _run("trainer.trainer", *SEARCH, "--overwrite",
-                               f"--model_dir={base}")
-    live["--export_only"] = _run("trainer.trainer", "--export_only",
-                                 f"--model_dir={base}")
-    live["report"] = _run("trainer.report", f"--model_dir={base}")
+    # All at once, as users racing each other would.
+    commands = {
+        "second search": ["trainer.trainer", *SEARCH, f"--model_dir={base}"],
+        "--overwrite": ["trainer.trainer", *SEARCH, "--overwrite",
+                        f"--model_dir={base}"],
+        "--export_only": ["trainer.trainer", "--export_only",
+                          f"--model_dir={base}"],
+        "report": ["trainer.report", f"--model_dir={base}"]}
+    started = {what: subprocess.Popen(
+        [sys.executable, "-m", *argv], cwd=ROOT, env=ENV, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for what, argv in commands.items()}
+    for what, proc in started.items():
+      out, err = proc.communicate(timeout=300)
+      live[what] = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                               out, err)
     reads = 0
     for run in ("search", ""):
       accumulator = event_accumulator.EventAccumulator(str(base / run))
@@ -198,7 +220,7 @@ def battery(tmp_path_factory):
   for i, (name, damage, how, _) in enumerate(CASES):
     model_dir = (shared if how.endswith("nobody") else root) / f"case{i}"
     shutil.copytree(base, model_dir)
-    damage(model_dir)
+    extra = damage(model_dir)
     dirs.append(model_dir)
     if how == "trainer_as_nobody":
       if not nobody:
@@ -213,18 +235,31 @@ def battery(tmp_path_factory):
     argv = [*SEARCH, f"--model_dir={model_dir}"]
     if how == "trainer_other_config":
       argv.append("--config.learning_rate=0.5")
-    cases.append({"argv": argv, "user": "nobody" if how.endswith("nobody")
-                  else None})
-  cases_path, results_path = root / "cases.json", root / "results.json"
+    case = {"argv": argv, "user": "nobody" if how.endswith("nobody")
+            else None}
+    if how == "trainer_disk_full":  # one more iteration, on a full disk
+      argv[argv.index("--config.max_iterations=2")] = (
+          "--config.max_iterations=3")
+      case["max_file_bytes"] = extra
+    cases.append(case)
   runnable = [i for i, (_, _, how, _) in enumerate(CASES)
               if how != "report" and i not in skipped]
-  cases_path.write_text(json.dumps([cases[i] for i in runnable]))
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
-       str(cases_path), str(results_path)], cwd=ROOT, env=ENV,
-      capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  results = dict(zip(runnable, json.loads(results_path.read_text())))
+  # Two batteries side by side, one per core.
+  halves = [runnable[0::2], runnable[1::2]]
+  procs = []
+  for n, half in enumerate(halves):
+    (root / f"cases{n}.json").write_text(json.dumps([cases[i] for i in half]))
+    procs.append(subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
+         str(root / f"cases{n}.json"), str(root / f"results{n}.json")],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True))
+  results = {}
+  for n, proc in enumerate(procs):
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    results.update(zip(halves[n], json.loads(
+        (root / f"results{n}.json").read_text())))
   for i, (_, _, how, _) in enumerate(CASES):
     if how == "report":
       p = _run("trainer.report", f"--model_dir={dirs[i]}")
@@ -289,9 +324,16 @@ def test_damaged_model_dir(battery, index):
     assert lines[0].startswith("improve-nas: error: "), lines[0]
     for text in texts:
       assert text in lines[0], (name, lines[0])
-    # Refused: not one byte changed.
+    # Refused: not one byte changed. (With a full disk: not one byte of the
+    # checkpoints, their state file and the records; config.json says 3
+    # iterations now, and the event files got what summaries fitted.)
+    after, before = _digest(model_dir), battery["digests"][index]
+    if how == "trainer_disk_full":
+      before = {k: v for k, v in before.items()
+                if ".ckpt-" in k or k in ("checkpoint", "search.json")}
+      after = {k: after.get(k) for k in before}
     if how != "trainer_as_nobody":
-      assert _digest(model_dir) == battery["digests"][index], name
+      assert after == before, name
     return
   assert result["returncode"] == 0, (name, output[-3000:])
   for text in texts:

@@ -28,7 +28,7 @@ Paper's test error (%) per row, CIFAR-10 / CIFAR-100:
 
 The 6@768 baseline is the NASNet-A paper's figure (the AdaNAS paper
 reproduced 2.78 on CIFAR-10); the CIFAR-100 baselines are the AdaNAS paper's
-reproductions (17.58 and 17.70 as read in ../shared/DESIGN.md). The Table 1
+reproductions (17.58 and 17.70). The Table 1
 ensembles hold 10 members of 6@768, about 33M parameters.
 
 Add `--config.quick=True` to any of them for a smoke run: a few steps on tiny
