@@ -225,7 +225,7 @@ def test_variable_names_are_deterministic():
   assert any("reduction_cell_1/" in n for n in first)
 
 
-# --- Cell wiring (DESIGN.md section 3) ---------------------------------------
+# --- Cell wiring (NASNet-A, Zoph et al. 2018, Fig. 4) -----------------------
 
 
 def test_normal_cell_wiring_matches_design():

@@ -144,7 +144,7 @@ def test_search_grid(tmp_path, kd, generator, learn):
           model_dir, "subnetwork", f"t{r.iteration}_{x.name}"), "loss/kd")
       assert kd_values, f"no loss/kd summary for t{r.iteration}_{x.name}"
       # Drop path follows the iteration's own step: no drop at its first
-      # step, then the keep probability falls (DESIGN: the TF 1 code never
+      # step, then the keep probability falls (the TF 1 AdaNAS code never
       # advanced it).
       keep = _scalars(os.path.join(
           model_dir, "subnetwork", f"t{r.iteration}_{x.name}"),

@@ -8,8 +8,9 @@ and adds the results into a new state. The cell outputs the concatenation of
 the states no block consumed (for the normal cell: state 1, the older input,
 and the 5 new ones).
 
-The op tables below are DESIGN.md section 3 in state-index order: its `h0`
-(the previous cell's output) is state 0, its `h1` (the one before) state 1.
+The op tables below are the NASNet-A cells of Zoph et al. (2018, Fig. 4)
+in state-index order: their `h0` (the previous cell's output) is state 0,
+their `h1` (the one before) state 1.
 """
 
 from __future__ import annotations
