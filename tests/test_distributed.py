@@ -74,7 +74,7 @@ def _cluster_command(*flags, model_dir, search_flags=()):
   steps = ([] if any("steps_per_iteration" in a for a in search_flags)
            else ["--config.steps_per_iteration=3"])
   return [sys.executable, "-m", "trainer.cluster", *flags, "--", *TINY,
-          *steps, "--noexport", "--progress_secs=5",
+          *steps, "--noexport", "--progress_secs=1",
           f"--model_dir={model_dir}", *search_flags]
 
 
