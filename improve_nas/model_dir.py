@@ -297,6 +297,11 @@ def saved_records(model_dir: str, checkpoint_step: Optional[int],
     if e.unreadable:
       raise
     records, problem = [], f"was damaged ({e.reason})"
+  if checkpoint_step is None and records:
+    raise ConfigError(
+        f"{path} records {len(records)} finished iteration(s), but "
+        f"{model_dir!r} holds no checkpoint to resume them from; restore the "
+        "checkpoint files from a copy, or start over with --overwrite")
   covered = [r for r in records
              if checkpoint_step is None or r.global_step <= checkpoint_step]
   if problem is None:

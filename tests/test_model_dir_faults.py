@@ -146,6 +146,10 @@ CASES = [
     ("checkpoint files removed", _checkpoints_removed, "trainer",
      ("refuses", [f"holds no intact checkpoint (model.ckpt-{2 * STEPS}: its "
                   ".index file is missing"])),
+    ("checkpoints and their state file removed",
+     lambda d: (_checkpoints_removed(d), os.remove(d / "checkpoint")),
+     "trainer", ("refuses", ["search.json records 2 finished iteration(s), "
+                             "but", "holds no checkpoint to resume them"])),
     ("checkpoint state file replaced by garbage",
      lambda d: (d / "checkpoint").write_text("garbage ::: {"), "trainer",
      ("recovers", ["checkpoint state file", "was unusable",
