@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from typing import Callable, Dict, List, Optional
 
@@ -21,7 +20,7 @@ from improve_nas.builder import (MEMBER_LOGITS_COLLECTION, NasnetBuilder,
                                  TrainingConfig, candidate_iteration,
                                  candidate_name, member_key)
 from improve_nas.data import datasets
-from improve_nas.data.input import PipelineConfig, make_input_fn, preprocess
+from improve_nas.data.input import PipelineConfig, make_input_fn
 from improve_nas.ensemble import MixtureWeightEnsembler
 from improve_nas.errors import ConfigError, SearchDiverged
 from improve_nas.generators import make_generator
@@ -29,12 +28,8 @@ from improve_nas.nasnet.counting import count_params, tower_cost
 
 __all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
            "newest_iteration",
-           "input_fns", "resolve_image_size", "latest_global_step", "serving_input_receiver_fn",
-           "export_saved_model", "SERVING_KEY", "MemberAccuracyHook",
-           "tower_cost_fn", "tower_shape"]
-
-# The name of the serving signature's input: raw uint8 images.
-SERVING_KEY = "image"
+           "input_fns", "resolve_image_size", "latest_global_step",
+           "MemberAccuracyHook", "tower_cost_fn", "tower_shape"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,95 +352,3 @@ class MemberAccuracyHook(tf.compat.v1.train.SessionRunHook):
   def accuracies(self) -> Dict[str, float]:
     return {key: right / seen for key, (right, seen) in self._counts.items()
             if seen}
-
-
-def serving_input_receiver_fn(c: ml_collections.ConfigDict,
-                              info: datasets.DatasetInfo) -> Callable:
-  """Serving input: uint8 images of the dataset's shape, preprocessed as in
-  evaluation (resized to the search's image size, scaled to [-1, 1]).
-  Images of any other shape are refused at run time."""
-  size = resolve_image_size(c, info)
-
-  shape = [None, *info.image_shape]
-
-  def receiver_fn():
-    raw = tf.compat.v1.placeholder(tf.uint8, shape, name=SERVING_KEY)
-    # A signature of a TF1 graph loaded with tf.saved_model.load does not
-    # check the shape it declares; images of another size or depth would
-    # give a silent wrong answer, and a batch of rank 3 aborts the process.
-    # They are refused (InvalidArgumentError naming both shapes), never
-    # resized.
-    checked = tf.ensure_shape(raw, shape, name="image_shape_check")
-    features = {"image": preprocess(checked, size)}
-    return tf.estimator.export.ServingInputReceiver(features,
-                                                    {SERVING_KEY: raw})
-
-  return receiver_fn
-
-
-def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
-                       export_dir: Optional[str] = None,
-                       estimator: Optional[adanet.Estimator] = None) -> str:
-  """Exports the latest ensemble in `model_dir` as a SavedModel.
-
-  Signatures: `serving_default` takes `image`, uint8 [batch, H, W, C] of the
-  dataset's shape, and returns `class_ids` [batch] (int64) and
-  `probabilities` [batch, classes]; `predict` takes the same input and also
-  returns logits and class names. Returns the new SavedModel's directory, a
-  timestamped folder in `export_dir` (default MODEL_DIR/export).
-
-  Raises:
-    ConfigError: `model_dir` holds no checkpoint.
-  """
-  if not tf.train.latest_checkpoint(model_dir):
-    raise ConfigError(f"model_dir {model_dir!r} holds no checkpoint to "
-                      "export; run a search there first")
-  c = config_lib.apply_quick(c)
-  estimator = estimator or make_estimator(c, model_dir=model_dir)
-  info = datasets.load_source(c.dataset, c.data_dir or None).info
-  export_dir = export_dir or os.path.join(model_dir, "export")
-  staging = os.path.join(export_dir, ".staging")
-  # What an export killed part-way left behind; never a usable model.
-  for leftover in [staging] + tf.io.gfile.glob(
-      os.path.join(export_dir, "*.partial")):
-    if tf.io.gfile.exists(leftover):
-      tf.io.gfile.rmtree(leftover)
-  exported = estimator.export_saved_model(staging,
-                                          serving_input_receiver_fn(c, info))
-  exported = exported.decode() if isinstance(exported, bytes) else exported
-  final = os.path.join(export_dir, os.path.basename(exported))
-  _add_serving_signature(exported, final + ".partial")
-  tf.io.gfile.rename(final + ".partial", final)
-  tf.io.gfile.rmtree(staging)
-  return final
-
-
-def _add_serving_signature(source: str, target: str) -> None:
-  """Re-saves the SavedModel at `source` with a `serving_default` signature
-  of just class ids and probabilities.
-
-  adanet merges the export outputs of all candidates of the last iteration
-  and adds every prediction to each PredictOutput, so a head cannot shape
-  the serving signature itself; we take the tensors from its `predict`
-  signature instead.
-  """
-  serve = [tf.saved_model.SERVING]
-  with tf.Graph().as_default() as graph, \
-      tf.compat.v1.Session(graph=graph) as session:
-    meta = tf.compat.v1.saved_model.load(session, serve, source)
-    predict = meta.signature_def["predict"]
-    tensor = lambda info: graph.get_tensor_by_name(info.name)
-    image = tensor(predict.inputs[SERVING_KEY])
-    class_ids = tf.reshape(tensor(predict.outputs["class_ids"]), [-1],
-                           name="serving_class_ids")
-    probabilities = tensor(predict.outputs["probabilities"])
-    builder = tf.compat.v1.saved_model.Builder(target)
-    builder.add_meta_graph_and_variables(
-        session, serve, signature_def_map={
-            tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
-                tf.compat.v1.saved_model.predict_signature_def(
-                    {SERVING_KEY: image},
-                    {"class_ids": class_ids, "probabilities": probabilities}),
-            "predict": predict,
-        }, strip_default_attrs=True)
-    builder.save()

@@ -36,7 +36,8 @@ from improve_nas.model_dir import (CONFIG_TAG, RECORD_TAG, SUMMARY_DIR,
                                    ensure_intact_checkpoint, saved_config,
                                    saved_records, summary_metadata)
 from improve_nas.builder import member_key
-from improve_nas.estimator import (MemberAccuracyHook, export_saved_model,
+from improve_nas.export import export_saved_model
+from improve_nas.estimator import (MemberAccuracyHook,
                                    input_fns, latest_global_step,
                                    make_estimator, newest_iteration,
                                    tower_cost_fn)

@@ -238,7 +238,7 @@ def _export_only(model_dir: str) -> None:
   # pylint: disable=g-import-not-at-top
   import ml_collections
   from improve_nas import config as config_lib
-  from improve_nas import estimator as estimator_lib
+  from improve_nas import export as export_lib
   from improve_nas import lock as lock_lib
   from improve_nas import model_dir as model_dir_lib
   from improve_nas import search
@@ -257,7 +257,7 @@ def _export_only(model_dir: str) -> None:
     for line in lines:
       print(f"improve-nas: {line}", flush=True)
     print(f"SavedModel: "
-          f"{estimator_lib.export_saved_model(saved, model_dir)}")
+          f"{export_lib.export_saved_model(saved, model_dir)}")
 
 
 def _distribution_run_config(task):
