@@ -47,7 +47,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "improve-nas=trainer.trainer:run",
+            "improve-nas=trainer.main:run",
             "improve-nas-arch=trainer.arch:run",
             "improve-nas-report=trainer.report:run",
             "improve-nas-cluster=trainer.cluster:run",

@@ -83,7 +83,7 @@ class StepTimes:
 
 def adanet_repetition(estimator, train_fn, steps: int):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from improve_nas.estimator import latest_global_step  # pylint: disable=g-import-not-at-top
+  from improve_nas.model_dir import latest_global_step  # pylint: disable=g-import-not-at-top
   times = StepTimes()
 
   class Hook(tf.estimator.SessionRunHook):
@@ -99,7 +99,7 @@ def adanet_repetition(estimator, train_fn, steps: int):
 def keras_model(c, num_classes: int, channels: int, jit: bool = False):
   """The candidate's training step as a Keras model (custom train_step)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from improve_nas.builder import IMAGE_KEY  # pylint: disable=g-import-not-at-top
+  from improve_nas.data.input import IMAGE_KEY  # pylint: disable=g-import-not-at-top
   from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
 
   class Candidate(tf.keras.Model):
@@ -183,8 +183,8 @@ def matmul_rate(size: int = 1024, repeats: int = 20) -> float:
 
 def main(argv):
   del argv
-  import improve_nas  # pylint: disable=g-import-not-at-top
-  improve_nas.compat.set_tf_verbosity(False)
+  from improve_nas.verbosity import set_tf_verbosity  # pylint: disable=g-import-not-at-top
+  set_tf_verbosity(False)
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()

@@ -37,7 +37,7 @@ def _run(trainers: int, steps: int, placement: str, model_dir: str):
              f"--workers={trainers - 1}", "--ps=1", f"--placement={placement}",
              "--", "--config.initial_arch=1@24", "--config.width_increment=24",
              "--config.batch_size=8", "--config.eval_steps=1",
-             "--config.evaluator_steps=1", "--config.shuffle_buffer=256",
+             "--config.selection_steps=1", "--config.shuffle_buffer=256",
              "--config.use_aux_head=False", "--config.max_iterations=1",
              f"--config.steps_per_iteration={steps}", "--noexport",
              "--progress_secs=0", f"--model_dir={model_dir}"]

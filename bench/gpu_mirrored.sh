@@ -21,7 +21,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for distribution in none mirrored; do
-  "$PY" -m trainer.trainer --config=demo \
+  "$PY" -m trainer.main --config=demo \
     --config.max_iterations=2 --distribution=$distribution --noexport \
     --progress_secs=0 --model_dir="$tmp/$distribution" > "$tmp/$distribution.log" 2>&1 ||
     { tail -20 "$tmp/$distribution.log" >&2; exit 1; }

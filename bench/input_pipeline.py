@@ -27,10 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-import improve_nas  # pylint: disable=unused-import
-from improve_nas import compat
+from improve_nas.verbosity import set_tf_verbosity
 
-compat.set_tf_verbosity(False)
+set_tf_verbosity(False)
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

@@ -162,7 +162,7 @@ def main(argv):
   quiet()
   from improve_nas import search  # pylint: disable=g-import-not-at-top
   from improve_nas.data import datasets  # pylint: disable=g-import-not-at-top
-  from improve_nas.estimator import resolve_image_size  # pylint: disable=g-import-not-at-top
+  from improve_nas.dataset_facts import resolve_image_size  # pylint: disable=g-import-not-at-top
 
   c = FLAGS.config
   if not any(a.startswith("--config.generator") for a in sys.argv):

@@ -39,6 +39,7 @@ from ml_collections import config_flags
 
 import improve_nas
 from improve_nas import search
+from improve_nas.verbosity import set_tf_verbosity
 
 import psutil  # pylint: disable=g-bad-import-order
 from rss_sampler import MB  # pylint: disable=g-bad-import-order
@@ -92,7 +93,7 @@ def _diffs(values):
 def main(argv):
   del argv
   f = flags.FLAGS
-  improve_nas.compat.set_tf_verbosity(False)
+  set_tf_verbosity(False)
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()

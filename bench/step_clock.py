@@ -5,14 +5,14 @@ import time
 
 from absl import logging
 
-import improve_nas
+from improve_nas.verbosity import set_tf_verbosity
 
 WARMUP = 10  # untimed steps at the start of each iteration
 
 
 def quiet() -> None:
   """Only warnings and errors from TensorFlow, absl and TFDS."""
-  improve_nas.compat.set_tf_verbosity(False)
+  set_tf_verbosity(False)
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()

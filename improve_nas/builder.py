@@ -1,27 +1,28 @@
-"""The adanet Builder of one NASNet-A tower: its loss and its train op."""
+"""adanet's side of a candidate: the Builder of one NASNet-A tower (its loss
+and its train op) and the Generator that turns proposals into Builders."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 import zlib
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
-import adanet
 import numpy as np
 import tensorflow as tf
 
+from improve_nas import config as config_lib
 from improve_nas import distillation
 from improve_nas import optimizers
-from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
+from improve_nas.compat import adanet
+from improve_nas.data.input import IMAGE_KEY
+from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
+from improve_nas.proposals import Candidate, Proposer, candidate_name
 
-__all__ = ["TrainingConfig", "NasnetBuilder", "IMAGE_KEY", "LOSS_COLLECTION",
-           "MEMBER_LOGITS_COLLECTION", "member_key",
-           "IMAGE_COLLECTION", "candidate_name", "candidate_iteration",
-           "batch_accuracy"]
-
-IMAGE_KEY = "image"
+__all__ = ["TrainingConfig", "NasnetBuilder", "CandidateGenerator",
+           "LOSS_COLLECTION", "MEMBER_LOGITS_COLLECTION", "IMAGE_COLLECTION",
+           "tensor_candidate", "tensor_iteration", "batch_accuracy"]
 # Graph collection holding each training candidate's total loss, for progress
 # reporting (see improve_nas.progress).
 LOSS_COLLECTION = "improve_nas_candidate_losses"
@@ -34,44 +35,48 @@ IMAGE_COLLECTION = "improve_nas_augmented_images"
 _SUMMARY_IMAGES = 3
 
 
-def candidate_name(tensor: tf.Tensor) -> str:
+def tensor_candidate(tensor: tf.Tensor) -> str:
   """The candidate ("nasnet_1x24") a tensor of the adanet graph belongs to."""
   match = re.search(r"subnetwork_t\d+_(nasnet_\w+?)/", tensor.name)
   return match.group(1) if match else tensor.name
 
 
-def candidate_iteration(tensor: tf.Tensor) -> int:
+def tensor_iteration(tensor: tf.Tensor) -> int:
   """The adanet iteration of a candidate's tensor (-1 when not one)."""
   match = re.search(r"subnetwork_t(\d+)_nasnet_", tensor.name)
   return int(match.group(1)) if match else -1
 
 
-def member_key(iteration: int, name: str) -> str:
-  """How a member is named in metrics: "t0_nasnet_1x96" is the candidate
-  nasnet_1x96 trained at iteration 0."""
-  return f"t{iteration}_{name}"
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-  """How every member of the ensemble is trained (paper defaults)."""
+  """How every member of the ensemble is trained: the config's training
+  fields (their defaults and meaning are in config.base_config)."""
 
   steps_per_iteration: int
-  learning_rate: float = 0.025
-  momentum: float = 0.9
-  clip_gradients: float = 5.0
-  weight_decay: float = 5e-4
-  label_smoothing: float = 0.1
-  drop_path_keep_prob: float = 0.6
-  use_aux_head: bool = True
-  aux_head_weight: float = 0.4
-  aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS
-  knowledge_distillation: str = "adaptive"
-  kd_temperature: float = 1.0
-  seed: int = 42  # initial weights; drop-path noise (with the global step)
+  learning_rate: float
+  momentum: float
+  clip_gradients: float
+  weight_decay: float
+  label_smoothing: float
+  drop_path_keep_prob: float
+  use_aux_head: bool
+  aux_head_weight: float
+  aux_head_filters: Tuple[int, int]
+  knowledge_distillation: str
+  kd_temperature: float
+  seed: int  # initial weights; drop-path noise (with the global step)
 
   def __post_init__(self):
     distillation.check_mode(self.knowledge_distillation)
+
+  @classmethod
+  def from_config(cls, c, **overrides) -> "TrainingConfig":
+    """The training fields of config `c`, with `overrides`."""
+    fields = {f.name: c[f.name] for f in dataclasses.fields(cls)
+              if f.name != "aux_head_filters"}
+    fields["aux_head_filters"] = config_lib.aux_head_filters(c)
+    fields.update(overrides)
+    return cls(**fields)
 
 
 class NasnetBuilder(adanet.subnetwork.Builder):
@@ -92,7 +97,7 @@ class NasnetBuilder(adanet.subnetwork.Builder):
 
   @property
   def name(self) -> str:
-    return f"nasnet_{self._arch.slug}"
+    return candidate_name(self._arch)
 
   @property
   def arch(self) -> ArchSpec:
@@ -230,3 +235,31 @@ def batch_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
   labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
   return tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))
+
+
+def member_archs(previous_ensemble) -> List[Tuple[ArchSpec, int]]:
+  """(arch, params) of every member of an adanet ensemble, oldest first."""
+  if previous_ensemble is None:
+    return []
+  return [(ArchSpec.parse(ws.subnetwork.shared["arch"]),
+           int(ws.subnetwork.shared["params"]))
+          for ws in previous_ensemble.weighted_subnetworks]
+
+
+class CandidateGenerator(adanet.subnetwork.Generator):
+  """adanet's Generator of a `Proposer`: a `NasnetBuilder` per candidate
+  that fits the budget. adanet asks again whenever it rebuilds a past
+  iteration; `fitting[t]` keeps what iteration t was given."""
+
+  def __init__(self, proposer: Proposer, builder_fn):
+    self._proposer = proposer
+    self._builder_fn = builder_fn  # arch -> adanet.subnetwork.Builder
+    self.fitting: Dict[int, List[Candidate]] = {}
+
+  def generate_candidates(self, previous_ensemble, iteration_number,
+                          previous_ensemble_reports, all_reports, config):
+    del previous_ensemble_reports, all_reports, config
+    fitting = self._proposer.fitting(member_archs(previous_ensemble),
+                                     iteration_number)
+    self.fitting[iteration_number] = fitting
+    return [self._builder_fn(c.arch) for c in fitting]

@@ -73,7 +73,7 @@ class StudyRunner:
   """Runs the searches of `study` under `out_dir`, `parallel` at a time.
 
   `on_line` gets each progress line; `command` is how a search is started
-  (default: this interpreter with `-m trainer.trainer`), followed by its
+  (default: this interpreter with `-m trainer.main`), followed by its
   flags.
   """
 
@@ -86,7 +86,7 @@ class StudyRunner:
     self.out_dir = out_dir
     self.parallel = parallel
     self._say = on_line
-    self._command = command or [sys.executable, "-m", "trainer.trainer"]
+    self._command = command or [sys.executable, "-m", "trainer.main"]
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._procs: Dict[str, subprocess.Popen] = {}
@@ -176,11 +176,12 @@ class StudyRunner:
       raise ConfigError(f"arm {arm.name!r}: every run of {base.name!r} failed,"
                         " so there is no ensemble to size the tower after")
     target = min(r.ensemble_params for r in finished)
-    from improve_nas import estimator  # pylint: disable=g-import-not-at-top
+    # (TensorFlow is loaded only when a tower has to be sized)
+    from improve_nas.dataset_facts import DatasetFacts  # pylint: disable=g-import-not-at-top
     from improve_nas.nasnet.counting import inference_params  # pylint: disable=g-import-not-at-top
     import ml_collections  # pylint: disable=g-import-not-at-top
     resolved = finished[0].config
-    shape = estimator.tower_shape(ml_collections.ConfigDict(resolved))
+    shape = DatasetFacts.load(ml_collections.ConfigDict(resolved)).tower_shape
     count = lambda a: inference_params(a, *shape)
     self._say(f"{arm.name}: sizing one tower after {base.name}'s final "
               f"ensemble ({target:,} parameters)")

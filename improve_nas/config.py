@@ -10,11 +10,13 @@ import ml_collections
 
 from improve_nas import distillation
 from improve_nas.errors import ConfigError
-from improve_nas.distributed import PLACEMENTS
-from improve_nas.generators import GENERATORS
-from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
+from improve_nas.nasnet.arch import (AUX_HEAD_FILTERS, IMAGE_SIZE_RULE,
+                                     ArchSpec, image_size_fits)
+from improve_nas.proposals import GENERATORS
+from improve_nas.tf_config import PLACEMENTS
 
-__all__ = ["base_config", "validate", "apply_quick", "aux_head_filters"]
+__all__ = ["base_config", "validate", "apply_quick", "prepared",
+           "aux_head_filters", "upgrade_saved", "RENAMED_FIELDS"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -34,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_iteration = 1_000_000
   c.batch_size = 32
   c.eval_steps = 0              # 0 = the whole eval split
-  c.evaluator_steps = 0         # 0 = the whole train split, for selection
+  c.selection_steps = 0         # 0 = the whole train split, for selection
   c.generator = "constant"
   c.initial_arch = "6@768"
   c.reconsider_previous = False
@@ -75,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
 # What quick mode sets: a few steps of tiny towers on 8x8 images.
 _QUICK = dict(image_size=8, initial_arch="1@24", width_increment=24,
               depth_increment=1, steps_per_iteration=3, batch_size=8,
-              eval_steps=1, evaluator_steps=1, shuffle_buffer=256,
+              eval_steps=1, selection_steps=1, shuffle_buffer=256,
               save_summary_steps=3, save_checkpoints_steps=0)
 _QUICK_BUDGET = 1_000_000
 
@@ -97,6 +99,26 @@ def apply_quick(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return quick
 
 
+def prepared(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`c` validated, then shrunk when quick (see apply_quick).
+
+  Raises:
+    ConfigError: a bad field.
+  """
+  validate(c)
+  return apply_quick(c)
+
+
+# Fields renamed since a config.json could have been written: old -> new.
+RENAMED_FIELDS = {"evaluator_steps": "selection_steps"}
+
+
+def upgrade_saved(fields: dict) -> dict:
+  """A saved config's fields under today's names (an old config.json still
+  loads and resumes)."""
+  return {RENAMED_FIELDS.get(k, k): v for k, v in fields.items()}
+
+
 def aux_head_filters(c: ml_collections.ConfigDict) -> tuple:
   """(bottleneck, output) channels of the towers' auxiliary head."""
   return (c.aux_head_bottleneck, c.aux_head_filters)
@@ -113,7 +135,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     value = c[field]
     _require(isinstance(value, int) and value > 0, field, value,
              "must be a positive integer")
-  for field in ("eval_steps", "evaluator_steps", "param_budget",
+  for field in ("eval_steps", "selection_steps", "param_budget",
                 "save_checkpoints_steps", "cutout_size", "image_size"):
     value = c[field]
     _require(isinstance(value, int) and value >= 0, field, value,
@@ -152,5 +174,5 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _require(c.label_smoothing < 1, "label_smoothing", c.label_smoothing,
            "must be < 1")
   if c.image_size:
-    _require(c.image_size % 4 == 0, "image_size", c.image_size,
-             "the tower halves it twice: use a multiple of 4 such as 8, 16, 32")
+    _require(image_size_fits(c.image_size), "image_size", c.image_size,
+             f"use {IMAGE_SIZE_RULE}")

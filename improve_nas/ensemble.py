@@ -9,11 +9,11 @@ the members); "uniform" never trains them, so they stay exactly 1/i.
 
 from __future__ import annotations
 
-import adanet
 import tensorflow as tf
 
 from improve_nas import optimizers
 from improve_nas.builder import batch_accuracy
+from improve_nas.compat import adanet
 
 __all__ = ["MixtureWeightEnsembler"]
 
@@ -31,10 +31,6 @@ class MixtureWeightEnsembler(adanet.ensemble.ComplexityRegularizedEnsembler):
     self._learning_rate = learning_rate
     self._momentum = momentum
     self._steps = steps_per_iteration
-
-  @property
-  def learns(self) -> bool:
-    return self._learn
 
   def build_train_op(self, ensemble, loss, var_list, labels, iteration_step,
                      summary, previous_ensemble):

@@ -1,35 +1,42 @@
-"""Config -> adanet.Estimator, and the input_fns that go with it."""
+"""Config -> AdaNasEstimator, and the input_fns that go with it.
+
+`make_estimator` is the entry point for people with their own pipeline
+(`tf.estimator.train_and_evaluate`, `evaluate`, `predict`); a search builds
+the same estimator through `search.build_search`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
-import adanet
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from improve_nas import compat
 from improve_nas import config as config_lib
-from improve_nas import distributed
 from improve_nas import memory
 from improve_nas import mirrored
-from improve_nas.builder import (MEMBER_LOGITS_COLLECTION, NasnetBuilder,
-                                 TrainingConfig, candidate_iteration,
-                                 candidate_name, member_key)
-from improve_nas.data import datasets
+from improve_nas import tf_config
+from improve_nas.adanas_estimator import (AdaNasEstimator, RecordingEvaluator,
+                                          placement_strategy)
+from improve_nas.builder import (MEMBER_LOGITS_COLLECTION, CandidateGenerator,
+                                 NasnetBuilder, TrainingConfig,
+                                 tensor_candidate, tensor_iteration)
+from improve_nas.compat import adanet
 from improve_nas.data.input import PipelineConfig, make_input_fn
+from improve_nas.dataset_facts import DatasetFacts
 from improve_nas.ensemble import MixtureWeightEnsembler
-from improve_nas.errors import ConfigError, SearchDiverged
-from improve_nas.generators import make_generator
-from improve_nas.nasnet.counting import count_params, tower_cost
+from improve_nas.errors import ConfigError
+from improve_nas.model_dir import latest_global_step
+from improve_nas.nasnet.arch import ArchSpec
+from improve_nas.proposals import make_proposer, member_key
 
-__all__ = ["InputFns", "RecordingEvaluator", "make_estimator",
-           "newest_iteration",
-           "input_fns", "resolve_image_size", "latest_global_step",
-           "MemberAccuracyHook", "tower_cost_fn", "tower_shape"]
+__all__ = ["InputFns", "make_estimator", "build_estimator", "input_fns",
+           "MemberAccuracyHook", "BuilderFn"]
+
+# arch, training -> the adanet Builder of that candidate (NasnetBuilder).
+BuilderFn = Callable[[ArchSpec, TrainingConfig], adanet.subnetwork.Builder]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,99 +48,8 @@ class InputFns:
   selection: Callable
 
 
-class RecordingEvaluator(adanet.Evaluator):
-  """adanet's Evaluator that always grows the ensemble, keeps the last values
-  it computed, and never selects a diverged candidate.
-
-  `last_values[k]` is the selection loss of candidate ensemble k (index 0 is
-  the previous ensemble from the second iteration on). The best new
-  candidate is selected (the paper's AdaNAS always grows; we do here what
-  adanet's `force_grow` would, because adanet then skips evaluation when one
-  new candidate is left, so a diverged one would be taken). A NaN or
-  infinite loss counts as missing. When every new candidate of an iteration
-  after the first has diverged, the previous ensemble (index 0) is selected
-  and `diverged` is True; at the first iteration there is nothing to fall
-  back to and `SearchDiverged` is raised.
-  """
-
-  def __init__(self, input_fn, steps=None):
-    super().__init__(input_fn=input_fn, steps=steps)
-    self.last_values: List[float] = []
-    self.diverged = False
-    self._iteration = 0
-
-  def evaluate(self, sess, ensemble_metrics):
-    self._iteration = _graph_iteration(sess.graph)
-    self.last_values = [float(v) if np.isfinite(v) else float("nan")
-                        for v in super().evaluate(sess, ensemble_metrics)]
-    return self.last_values
-
-  @property
-  def objective_fn(self):
-    def best(values):
-      first_new = 1 if self._iteration else 0
-      new = np.asarray(values[first_new:], dtype=np.float64)
-      self.diverged = bool(np.all(np.isnan(new)))
-      if not self.diverged:
-        return first_new + int(np.nanargmin(new))
-      if not self._iteration:  # run_search words the message
-        raise SearchDiverged("every candidate of iteration 1 diverged")
-      return 0  # the previous ensemble: nothing new is added
-    return best
-
-
-def newest_iteration(variable_names) -> int:
-  """The newest adanet iteration among variable names ("adanet/iteration_3/
-  ..."), 0 when there is none: the iteration a graph or checkpoint is for."""
-  return max((int(m.group(1)) for name in variable_names
-              for m in [re.match(r"adanet/iteration_(\d+)/", name)] if m),
-             default=0)
-
-
-def _graph_iteration(graph: tf.Graph) -> int:
-  return newest_iteration(v.op.name for v in graph.get_collection(
-      tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
-
-
-def resolve_image_size(c: ml_collections.ConfigDict,
-                       info: datasets.DatasetInfo) -> int:
-  """The side images are resized to: config.image_size, else the native one."""
-  height, width, _ = info.image_shape
-  if not c.image_size and (height is None or height != width):
-    raise ConfigError(
-        f"config.image_size=0: dataset {info.name!r} has images of varying or "
-        f"non-square size {info.image_shape[:2]}; set --config.image_size to "
-        "a multiple of 4 such as 32 (images are resized)")
-  size = c.image_size or height
-  if size % 4:
-    raise ConfigError(
-        f"config.image_size={size}: dataset {info.name!r} has {size}-pixel "
-        "images; set --config.image_size to a multiple of 4 (they are resized)")
-  return size
-
-
-def tower_shape(c: ml_collections.ConfigDict) -> tuple:
-  """(classes, image size, channels) of the towers of config `c`."""
-  info = datasets.load_source(c.dataset, c.data_dir or None).info
-  return (info.num_classes, resolve_image_size(c, info), info.image_shape[-1])
-
-
-def tower_cost_fn(c: ml_collections.ConfigDict) -> Callable:
-  """arch -> TowerCost (parameters, multiply-adds) of a tower of config
-  `c`: its dataset's classes, image size and channels, its auxiliary head."""
-  shape = tower_shape(c)
-  filters = config_lib.aux_head_filters(c)
-  return lambda arch: tower_cost(arch, *shape, aux_head_filters=filters)
-
-
-def latest_global_step(model_dir: Optional[str]) -> int:
-  """The global step of the latest checkpoint in `model_dir` (0 if none)."""
-  path = tf.train.latest_checkpoint(model_dir) if model_dir else None
-  return int(path.rsplit("-", 1)[-1]) if path else 0
-
-
 def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
-              source: Optional[datasets.Source] = None,
+              facts: Optional[DatasetFacts] = None,
               stream: int = 0) -> InputFns:
   """Training, evaluation and selection input_fns for config `c`.
 
@@ -143,12 +59,9 @@ def input_fns(c: ml_collections.ConfigDict, model_dir: Optional[str] = None,
   uninterrupted one would have seen. `stream` k > 0 gives another order and
   other augmentations (worker k-1 of a cluster; the chief reads stream 0).
   """
-  source = source or datasets.load_source(c.dataset, c.data_dir or None)
-  info = source.info
-  datasets.split_size(c.train_split, info, "train_split")
-  datasets.split_size(c.eval_split, info, "eval_split")
-  size = resolve_image_size(c, info)
-  common = dict(image_size=size, batch_size=c.batch_size,
+  facts = facts or DatasetFacts.load(c)
+  source = facts.source
+  common = dict(image_size=facts.image_size, batch_size=c.batch_size,
                 random_flip=c.random_flip, cutout_size=c.cutout_size,
                 shuffle_buffer=c.shuffle_buffer)
 
@@ -190,26 +103,34 @@ def _session_config() -> tf.compat.v1.ConfigProto:
 
 def make_estimator(c: ml_collections.ConfigDict,
                    run_config: Optional[tf.estimator.RunConfig] = None,
-                   model_dir: Optional[str] = None) -> adanet.Estimator:
+                   model_dir: Optional[str] = None,
+                   builder_fn: Optional[BuilderFn] = None) -> AdaNasEstimator:
   """The AdaNAS search for config `c` as an adanet.Estimator.
 
   Works with `tf.estimator.train_and_evaluate`, `evaluate` and `predict`;
   features are {"image": float32 [batch, size, size, channels]} in [-1, 1]
-  (see `input_fns`), labels int class ids.
+  (see `input_fns`), labels int class ids. `builder_fn(arch, training)`
+  makes each candidate's adanet Builder (default: NasnetBuilder).
 
   Raises:
     ConfigError: a bad config field, or a budget no first candidate fits.
   """
-  config_lib.validate(c)
-  c = config_lib.apply_quick(c)
-  memory.limit_heap_fragmentation()
-  # RunConfig() reads TF_CONFIG: a cluster task (see distributed.py).
+  c = config_lib.prepared(c)
+  facts = DatasetFacts.load(c)
+  model_dir = model_dir or (run_config.model_dir if run_config else None)
+  return build_estimator(c, model_dir, run_config, facts=facts,
+                         task=tf_config.current_task(),
+                         selection_input_fn=input_fns(c, model_dir,
+                                                      facts).selection,
+                         builder_fn=builder_fn)
+
+
+def _run_config(c, run_config, model_dir: str,
+                task: tf_config.ClusterTask) -> tf.estimator.RunConfig:
+  """`run_config` (default: RunConfig(), which reads TF_CONFIG) with the
+  config's seed, checkpoint and summary cadence and session options."""
   default_run_config = run_config is None
   run_config = run_config or tf.estimator.RunConfig()
-  model_dir = model_dir or run_config.model_dir
-  if model_dir is None:
-    raise ConfigError("model_dir is not set: pass model_dir= or a RunConfig "
-                      "with model_dir")
   overrides = dict(model_dir=model_dir)
   if run_config.tf_random_seed is None:
     overrides["tf_random_seed"] = c.seed
@@ -217,8 +138,8 @@ def make_estimator(c: ml_collections.ConfigDict,
     overrides["save_checkpoints_steps"] = c.save_checkpoints_steps
   overrides["save_summary_steps"] = c.save_summary_steps
   if run_config.session_config is None or default_run_config:
-    overrides["session_config"] = distributed.session_config(
-        distributed.current_task(), _session_config())
+    overrides["session_config"] = tf_config.session_config(
+        task, _session_config())
   # adanet creates a training session several times per iteration, and each
   # time the CheckpointSaverHook would print the whole graph as graph.pbtxt
   # (a pure-Python text dump, seconds per call) and a .meta file per
@@ -235,54 +156,43 @@ def make_estimator(c: ml_collections.ConfigDict,
                      run_config.session_config or _session_config())
     session.device_count["CPU"] = max(session.device_count["CPU"], cpus)
     overrides["session_config"] = session
-  run_config = run_config.replace(**overrides)
+  return run_config.replace(**overrides)
 
-  source = datasets.load_source(c.dataset, c.data_dir or None)
-  info = source.info
-  size = resolve_image_size(c, info)
-  channels = info.image_shape[-1]
-  fns = input_fns(c, model_dir, source)
 
-  training = TrainingConfig(
-      steps_per_iteration=c.steps_per_iteration,
-      learning_rate=c.learning_rate, momentum=c.momentum,
-      clip_gradients=c.clip_gradients, weight_decay=c.weight_decay,
-      label_smoothing=c.label_smoothing,
-      drop_path_keep_prob=c.drop_path_keep_prob,
-      use_aux_head=c.use_aux_head, aux_head_weight=c.aux_head_weight,
-      aux_head_filters=config_lib.aux_head_filters(c),
-      knowledge_distillation=c.knowledge_distillation,
-      kd_temperature=c.kd_temperature, seed=c.seed)
-  generator = make_generator(
-      c.generator, c.initial_arch,
-      builder_fn=lambda arch: NasnetBuilder(arch, training),
-      count_fn=lambda arch: count_params(arch, info.num_classes, size,
-                                         channels),
-      param_budget=c.param_budget, reconsider_previous=c.reconsider_previous,
-      depth_increment=c.depth_increment, width_increment=c.width_increment)
-  _, fitting = generator.candidates([])
-  if not fitting:
-    smallest = min(generator.candidates([])[0], key=lambda x: x.params)
-    raise ConfigError(
-        f"config.param_budget={c.param_budget}: smaller than the smallest "
-        f"first candidate {smallest.arch} ({smallest.params:,} parameters); "
-        "raise it or set 0 for no budget")
+def build_estimator(c: ml_collections.ConfigDict, model_dir: Optional[str],
+                    run_config: Optional[tf.estimator.RunConfig], *,
+                    facts: DatasetFacts, task: tf_config.ClusterTask,
+                    selection_input_fn: Callable,
+                    builder_fn: Optional[BuilderFn] = None
+                    ) -> AdaNasEstimator:
+  """`make_estimator` for a config already prepared (config.prepared) and
+  its dataset already loaded."""
+  memory.limit_heap_fragmentation()
+  if model_dir is None:
+    raise ConfigError("model_dir is not set: pass model_dir= or a RunConfig "
+                      "with model_dir")
+  run_config = _run_config(c, run_config, model_dir, task)
+  training = TrainingConfig.from_config(c)
+  builder_fn = builder_fn or NasnetBuilder
+  proposer = make_proposer(c, facts.params)
+  proposer.check_first_fits()
   ensembler = MixtureWeightEnsembler(
       learn=c.learn_mixture_weights, learning_rate=c.learning_rate,
       momentum=c.momentum, steps_per_iteration=c.steps_per_iteration)
   # Passed only when it is not adanet's default: adanet calls the argument
-  # experimental (compat.py filters that warning out).
-  placement = distributed.placement_strategy(c.placement)
+  # experimental (verbosity.py filters that warning out).
+  placement = placement_strategy(c.placement)
   extra = ({} if placement is None else
            {"experimental_placement_strategy": placement})
-  estimator = adanet.Estimator(
-      head=tf.estimator.MultiClassHead(info.num_classes),
-      subnetwork_generator=generator,
+  return AdaNasEstimator(
+      head=tf.estimator.MultiClassHead(facts.num_classes),
+      subnetwork_generator=CandidateGenerator(
+          proposer, lambda arch: builder_fn(arch, training)),
       max_iteration_steps=c.steps_per_iteration,
       ensemblers=[ensembler],
       ensemble_strategies=[adanet.ensemble.GrowStrategy()],
-      evaluator=RecordingEvaluator(fns.selection,
-                                   steps=c.evaluator_steps or None),
+      evaluator=RecordingEvaluator(selection_input_fn,
+                                   steps=c.selection_steps or None),
       force_grow=False,  # RecordingEvaluator always grows (see there)
       # Per-candidate signatures of the last iteration only would confuse
       # users of the exported model; it serves the ensemble.
@@ -297,8 +207,6 @@ def make_estimator(c: ml_collections.ConfigDict,
       # second, and start it staggered by one second per worker (adanet's
       # defaults, 5 s each, add up over short iterations).
       worker_wait_secs=1, delay_secs_per_worker=1, max_worker_delay_secs=10)
-  compat.share_candidate_evaluation(estimator)
-  return estimator
 
 
 # Graph collection holding the evaluation's labels, for MemberAccuracyHook.
@@ -332,7 +240,7 @@ class MemberAccuracyHook(tf.compat.v1.train.SessionRunHook):
     self._correct = {}
     for logits in graph.get_collection(MEMBER_LOGITS_COLLECTION) if labels \
         else ():
-      key = member_key(candidate_iteration(logits), candidate_name(logits))
+      key = member_key(tensor_iteration(logits), tensor_candidate(logits))
       if key not in self._correct:
         self._correct[key] = tf.equal(
             tf.argmax(logits, axis=-1, output_type=tf.int64), labels[0])

@@ -10,20 +10,23 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-import adanet
 import ml_collections
 import tensorflow as tf
 
 from improve_nas import config as config_lib
+from improve_nas import tf_config
+from improve_nas.adanas_estimator import AdaNasEstimator
 from improve_nas.data import datasets
-from improve_nas.data.input import preprocess
+from improve_nas.data.input import IMAGE_KEY, preprocess
+from improve_nas.dataset_facts import DatasetFacts, resolve_image_size
 from improve_nas.errors import ConfigError
-from improve_nas.estimator import make_estimator, resolve_image_size
+from improve_nas.estimator import build_estimator, input_fns
 
 __all__ = ["SERVING_KEY", "serving_input_receiver_fn", "export_saved_model"]
 
-# The name of the serving signature's input: raw uint8 images.
-SERVING_KEY = "image"
+# The name of the serving signature's input (raw uint8 images): the name
+# of the feature the towers read.
+SERVING_KEY = IMAGE_KEY
 
 
 def serving_input_receiver_fn(c: ml_collections.ConfigDict,
@@ -43,7 +46,7 @@ def serving_input_receiver_fn(c: ml_collections.ConfigDict,
     # They are refused (InvalidArgumentError naming both shapes), never
     # resized.
     checked = tf.ensure_shape(raw, shape, name="image_shape_check")
-    features = {"image": preprocess(checked, size)}
+    features = {IMAGE_KEY: preprocess(checked, size)}
     return tf.estimator.export.ServingInputReceiver(features,
                                                     {SERVING_KEY: raw})
 
@@ -52,7 +55,8 @@ def serving_input_receiver_fn(c: ml_collections.ConfigDict,
 
 def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
                        export_dir: Optional[str] = None,
-                       estimator: Optional[adanet.Estimator] = None) -> str:
+                       estimator: Optional[AdaNasEstimator] = None,
+                       facts: Optional[DatasetFacts] = None) -> str:
   """Exports the latest ensemble in `model_dir` as a SavedModel.
 
   Signatures: `serving_default` takes `image`, uint8 [batch, H, W, C] of the
@@ -60,6 +64,7 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
   `probabilities` [batch, classes]; `predict` takes the same input and also
   returns logits and class names. Returns the new SavedModel's directory, a
   timestamped folder in `export_dir` (default MODEL_DIR/export).
+  `estimator` and `facts`: those of the search, when it has them already.
 
   Raises:
     ConfigError: `model_dir` holds no checkpoint.
@@ -67,9 +72,14 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
   if not tf.train.latest_checkpoint(model_dir):
     raise ConfigError(f"model_dir {model_dir!r} holds no checkpoint to "
                       "export; run a search there first")
-  c = config_lib.apply_quick(c)
-  estimator = estimator or make_estimator(c, model_dir=model_dir)
-  info = datasets.load_source(c.dataset, c.data_dir or None).info
+  if estimator is None:  # (a search's own config is prepared already)
+    c = config_lib.prepared(c)
+  facts = facts or DatasetFacts.load(c)
+  if estimator is None:
+    estimator = build_estimator(
+        c, model_dir, None, facts=facts, task=tf_config.current_task(),
+        selection_input_fn=input_fns(c, model_dir, facts).selection)
+  info = facts.info
   export_dir = export_dir or os.path.join(model_dir, "export")
   staging = os.path.join(export_dir, ".staging")
   # What an export killed part-way left behind; never a usable model.

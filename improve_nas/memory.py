@@ -17,6 +17,8 @@ import ctypes
 import gc
 import os
 
+from improve_nas.errors import ConfigError
+
 __all__ = ["release_freed_memory", "limit_heap_fragmentation",
            "MMAP_THRESHOLD_ENV"]
 
@@ -55,7 +57,6 @@ def limit_heap_fragmentation() -> int:
     threshold = -1
   # glibc refuses thresholds above half its 64 MiB heap size.
   if not 0 <= threshold <= _MAX_MMAP_THRESHOLD:
-    from improve_nas.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(
         f"{MMAP_THRESHOLD_ENV}={value!r} is not a size from 0 to "
         f"{_MAX_MMAP_THRESHOLD} bytes; set it to e.g. 65536, or to 0 to "

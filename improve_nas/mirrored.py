@@ -24,10 +24,8 @@ import tensorflow as tf
 
 from improve_nas.errors import ConfigError
 
-__all__ = ["DISTRIBUTIONS", "use_cpu_devices", "strategy", "cpu_device_count",
+__all__ = ["use_cpu_devices", "strategy", "cpu_device_count",
            "replica_batch_size"]
-
-DISTRIBUTIONS = ("none", "mirrored")
 
 
 def use_cpu_devices(count: int) -> None:

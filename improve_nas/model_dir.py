@@ -29,6 +29,7 @@ from tensorboard.compat.proto import summary_pb2
 # (the CheckpointState proto is not in TensorFlow's public API)
 from tensorflow.python.training import checkpoint_state_pb2  # pylint: disable=g-direct-tensorflow-import
 
+from improve_nas.config import upgrade_saved
 from improve_nas.errors import ConfigError
 from improve_nas.records import (RECORDS_FILE, DamagedFile,
                                  IterationRecord, load_saved_config,
@@ -37,7 +38,8 @@ from improve_nas.records import (RECORDS_FILE, DamagedFile,
 __all__ = ["RECORD_TAG", "CONFIG_TAG", "DAMAGED_DIR", "SUMMARY_DIR",
            "summary_metadata", "recovered_records", "recovered_config",
            "saved_config", "saved_records", "ensure_intact_checkpoint",
-           "checkpoint_damage"]
+           "checkpoint_damage", "newest_iteration", "checkpoint_iteration",
+           "latest_global_step"]
 
 RECORD_TAG = "improve_nas/record"   # one IterationRecord as JSON
 CONFIG_TAG = "improve_nas/config"   # the config of a start, as JSON
@@ -157,10 +159,29 @@ def _move_aside(model_dir: str, prefix: str) -> None:
     os.replace(path, os.path.join(target, os.path.basename(path)))
 
 
-def _iteration_of(reader) -> int:
-  return max((int(m.group(1)) for name in reader.get_variable_to_shape_map()
+def newest_iteration(variable_names) -> int:
+  """The newest adanet iteration among variable names ("adanet/iteration_3/
+  ..."), 0 when there is none: the iteration a graph or checkpoint is for."""
+  return max((int(m.group(1)) for name in variable_names
               for m in [re.match(r"adanet/iteration_(\d+)/", name)] if m),
              default=0)
+
+
+def _iteration_of(reader) -> int:
+  return newest_iteration(reader.get_variable_to_shape_map())
+
+
+def checkpoint_iteration(model_dir: str) -> int:
+  """The adanet iteration of the latest checkpoint (0 when none)."""
+  if not tf.train.latest_checkpoint(model_dir):
+    return 0
+  return _iteration_of(tf.train.load_checkpoint(model_dir))
+
+
+def latest_global_step(model_dir: Optional[str]) -> int:
+  """The global step of the latest checkpoint in `model_dir` (0 if none)."""
+  path = tf.train.latest_checkpoint(model_dir) if model_dir else None
+  return int(path.rsplit("-", 1)[-1]) if path else 0
 
 
 def _set_aside_later_state(model_dir: str, iteration: int) -> List[str]:
@@ -257,7 +278,8 @@ def saved_config(model_dir: str) -> Tuple[Optional[dict], Optional[str]]:
     DamagedFile: it is unreadable, or damaged with no copy to fall back on.
   """
   try:
-    return load_saved_config(model_dir), None
+    fields = load_saved_config(model_dir)
+    return (None if fields is None else upgrade_saved(fields)), None
   except DamagedFile as e:
     copy = None if e.unreadable else recovered_config(
         os.path.join(model_dir, SUMMARY_DIR))
@@ -268,7 +290,7 @@ def saved_config(model_dir: str) -> Tuple[Optional[dict], Optional[str]]:
           f"{e.path} is damaged ({e.reason}) and the TensorBoard run "
           f"'{SUMMARY_DIR}' holds no copy of it; restore it from a copy, or "
           "start over with --overwrite") from None
-    return copy, (f"{e.path} was damaged ({e.reason}); using its copy from "
+    return upgrade_saved(copy), (f"{e.path} was damaged ({e.reason}); using its copy from "
                   f"the TensorBoard run '{SUMMARY_DIR}'")
 
 

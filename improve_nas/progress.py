@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 import tensorflow as tf
 
 from improve_nas.builder import (IMAGE_COLLECTION, LOSS_COLLECTION,
-                                 candidate_iteration, candidate_name)
+                                 tensor_candidate, tensor_iteration)
 
 __all__ = ["Progress", "ProgressHook", "ImageSummaryHook", "IMAGE_TAG",
            "format_progress", "format_seconds"]
@@ -72,9 +72,9 @@ class ProgressHook(tf.compat.v1.train.SessionRunHook):
     # adanet.Estimator.train may also open a session on the next
     # iteration's graph (to write its first checkpoint); only a graph that
     # trains this hook's iteration is reported.
-    self._losses = {candidate_name(t): t
+    self._losses = {tensor_candidate(t): t
                     for t in tf.compat.v1.get_collection(LOSS_COLLECTION)
-                    if candidate_iteration(t) == self._iteration}
+                    if tensor_iteration(t) == self._iteration}
 
   def after_create_session(self, session, coord):
     del session, coord

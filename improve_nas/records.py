@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import ml_collections
 import tensorflow as tf
 
+from improve_nas.config import upgrade_saved
 from improve_nas.errors import ConfigError
 from improve_nas.lock import LOCK_FILE
 
@@ -177,7 +178,7 @@ def write_records(model_dir: str, records: List[IterationRecord],
 
 # Fields that may change between runs on one model_dir without changing what
 # the checkpoints mean.
-_RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "evaluator_steps",
+_RESUMABLE_FIELDS = {"max_iterations", "eval_steps", "selection_steps",
                      "save_checkpoints_steps", "save_summary_steps",
                      "data_dir", "param_budget", "placement"}
 
@@ -209,6 +210,8 @@ def check_model_dir(c: ml_collections.ConfigDict, model_dir: str,
   (`saved`: that search's config, when already read; None for none)."""
   if saved is _UNREAD:
     saved = load_saved_config(model_dir)
+  if saved is not None:
+    saved = upgrade_saved(saved)
   if saved is None:
     if tf.io.gfile.exists(model_dir) and set(
         tf.io.gfile.listdir(model_dir)) - {LOCK_FILE}:

@@ -19,10 +19,9 @@ import tensorflow as tf
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas import model_dir as model_dir_lib
-from improve_nas import search
-from improve_nas.estimator import latest_global_step
-from improve_nas.records import DamagedFile
-from improve_nas.search import CONFIG_FILE, IterationRecord
+from improve_nas.model_dir import latest_global_step
+from improve_nas.records import (CONFIG_FILE, DamagedFile, IterationRecord,
+                                 load_search)
 
 __all__ = ["format_table", "table_rows", "search_status", "write_report",
            "REPORT_DIR"]
@@ -125,7 +124,7 @@ def search_status(model_dir: str) -> dict:
                       "the model_dir of a search")
   config, note = model_dir_lib.saved_config(model_dir)
   try:
-    saved = search.load_search(model_dir)
+    saved = load_search(model_dir)
   except DamagedFile as e:
     rebuilt = None if e.unreadable else model_dir_lib.recovered_records(
         os.path.join(model_dir, model_dir_lib.SUMMARY_DIR))

@@ -1,6 +1,6 @@
 """Runs many `improve-nas` command lines cheaply: one process imports the
 command (and TensorFlow) once, then forks a fresh child per command line; each
-child parses its own flags and runs the real `trainer.trainer.run()`, with
+child parses its own flags and runs the real `trainer.main.run()`, with
 stdout and stderr captured and its exit status collected.
 
     python tests/cli_battery.py CASES.json RESULTS.json
@@ -26,7 +26,15 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from trainer import trainer  # noqa: E402  pylint: disable=g-import-not-at-top
+from trainer import main as trainer_main  # noqa: E402  pylint: disable=g-import-not-at-top
+# What the command imports when it runs, loaded once here before the
+# children fork (it is lazy in the command): each case then starts at
+# once, and one that runs as another user needs no file of the checkout.
+# pylint: disable=g-import-not-at-top,unused-import
+import importlib.abc  # noqa: E402,F401  (ml_collections' config files)
+from improve_nas import export, report, roles, search  # noqa: E402,F401
+import tensorflow_datasets  # noqa: E402,F401
+# pylint: enable=g-import-not-at-top,unused-import
 
 
 def _run_case(case, out_path, err_path):
@@ -48,7 +56,7 @@ def _run_case(case, out_path, err_path):
           signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write
           resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
         sys.argv = ["improve-nas", *case["argv"]]
-        trainer.run()
+        trainer_main.run()
         code = 0
       except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None

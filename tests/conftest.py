@@ -1,4 +1,4 @@
-"""Shared pytest setup: quiet TensorFlow, the compat shims, and `--runslow`."""
+"""Shared pytest setup: quiet TensorFlow, the package on sys.path, and `--runslow`."""
 
 import importlib.util
 import os
@@ -14,14 +14,13 @@ _ROOT = str(pathlib.Path(__file__).absolute().parent.parent)
 if importlib.util.find_spec("improve_nas") is None and _ROOT not in sys.path:
   sys.path.insert(0, _ROOT)
 
-# improve_nas installs the TF 2.15 / adanet 0.9.0 shims; it must come before
-# any test module imports adanet.
-import improve_nas  # noqa: E402  pylint: disable=g-import-not-at-top,unused-import
-from improve_nas import compat  # noqa: E402  pylint: disable=g-import-not-at-top
+# (adanet itself is imported through improve_nas.compat, which installs
+# the import alias it needs on TF 2.15.)
+from improve_nas.verbosity import set_tf_verbosity  # noqa: E402  pylint: disable=g-import-not-at-top
 
 import pytest  # noqa: E402  pylint: disable=g-import-not-at-top
 
-compat.set_tf_verbosity(False)
+set_tf_verbosity(False)
 
 
 def pytest_addoption(parser):

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 import tensorflow as tf  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from improve_nas import compat  # noqa: E402  pylint: disable=g-import-not-at-top
+from improve_nas.verbosity import set_tf_verbosity  # noqa: E402  pylint: disable=g-import-not-at-top
 from improve_nas import mirrored  # noqa: E402  pylint: disable=g-import-not-at-top
 from improve_nas import search  # noqa: E402  pylint: disable=g-import-not-at-top
 from improve_nas.builder import LOSS_COLLECTION  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -62,7 +62,7 @@ class ReplicaCheck(tf.estimator.SessionRunHook):
 
 def main(out, model_dir, cpu_devices, *fields):
   cpu_devices = int(cpu_devices)
-  compat.set_tf_verbosity(False)
+  set_tf_verbosity(False)
   run_config = None
   if cpu_devices:
     run_config = tf.estimator.RunConfig(

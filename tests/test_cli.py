@@ -19,7 +19,7 @@ def _run(module, *args):
 
 def test_foreign_model_dir_is_refused(tmp_path):
   (tmp_path / "notes.txt").write_text("mine")
-  proc = _run("trainer.trainer", f"--model_dir={tmp_path}")
+  proc = _run("trainer.main", f"--model_dir={tmp_path}")
   assert proc.returncode == 2
   assert "--overwrite" in proc.stderr
   assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -66,7 +66,7 @@ def test_model_dir_of_another_config_is_refused_listing_every_field(tmp_path):
   saved.knowledge_distillation = "none"
   config_json = saved.to_json(indent=1)
   (model_dir / search.CONFIG_FILE).write_text(config_json)
-  proc = _run("trainer.trainer", f"--model_dir={model_dir}",
+  proc = _run("trainer.main", f"--model_dir={model_dir}",
               "--config.max_iterations=1")
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
@@ -100,3 +100,44 @@ def test_shipped_configs_go_by_name(tmp_path):
     os.chdir(here)
   with pytest.raises(ValueError, match="demo, paper"):
     configs.path("nasnet")
+
+
+def test_a_field_overridden_twice_takes_the_last_value(tmp_path):
+  from improve_nas import configs  # pylint: disable=g-import-not-at-top
+  assert configs.resolve_argv(
+      ["improve-nas", "--config.max_iterations=5", "--model_dir=x",
+       "--config.seed", "1", "--config.max_iterations=2", "--config.quick",
+       "--config.seed", "7"]) == [
+           "improve-nas", "--model_dir=x", "--config.max_iterations=2",
+           "--config.quick", "--config.seed", "7"]
+  # From the command line: had the first value won, this would search.
+  proc = _run("trainer.main", f"--model_dir={tmp_path / 'run'}",
+              "--config.max_iterations=1", "--config.max_iterations=0")
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      "improve-nas: error: config.max_iterations=0: must be a positive "
+      "integer"]
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_config_json_from_before_the_renaming_still_resumes(tmp_path):
+  """config.evaluator_steps is config.selection_steps now; a model_dir
+  written before still matches the config it was started with."""
+  import json  # pylint: disable=g-import-not-at-top
+  from improve_nas import model_dir as model_dir_lib  # pylint: disable=g-import-not-at-top
+  from improve_nas import records  # pylint: disable=g-import-not-at-top
+  from improve_nas.configs import demo  # pylint: disable=g-import-not-at-top
+  from improve_nas.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  c = demo.get_config()
+  old = json.loads(c.to_json())
+  old["evaluator_steps"] = old.pop("selection_steps")
+  (tmp_path / records.CONFIG_FILE).write_text(json.dumps(old))
+  saved, damaged = model_dir_lib.saved_config(str(tmp_path))
+  assert damaged is None and saved["selection_steps"] == c.selection_steps
+  assert "evaluator_steps" not in saved
+  records.check_model_dir(c, str(tmp_path))  # the same search: resumes
+  c.selection_steps += 1  # may change between runs, as it could before
+  records.check_model_dir(c, str(tmp_path))
+  c.learning_rate = 0.1
+  with pytest.raises(ConfigError, match="config.learning_rate=0.05 "):
+    records.check_model_dir(c, str(tmp_path))

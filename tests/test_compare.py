@@ -29,7 +29,7 @@ from improve_nas.errors import ConfigError
 # A tiny search: one iteration of one 1@24 tower on 8x8 digits.
 TINY = ("generator=constant initial_arch=1@24 max_iterations=1 "
         "steps_per_iteration=3 batch_size=8 use_aux_head=False eval_steps=1 "
-        "evaluator_steps=1 image_size=8")
+        "selection_steps=1 image_size=8")
 ARMS = [f"small=demo {TINY}", f"nokd=demo {TINY} knowledge_distillation=none"]
 # Known outcomes: arm -> seed -> (accuracy, params, train mult-adds, wall).
 KNOWN = {"small": {1: (0.5, 1000, 3e9, 10.0), 2: (0.7, 1000, 3e9, 14.0)},

@@ -428,7 +428,7 @@ def test_command_line_search_on_cifar_binary_files(tmp_path):
   write_cifar(str(tmp_path / "data"), "cifar10",
               {"train": [20, 20, 20, 20, 20], "test": [30]})
   model_dir = tmp_path / "run"
-  proc = _run("trainer.trainer", "--config.dataset=cifar10",
+  proc = _run("trainer.main", "--config.dataset=cifar10",
               f"--config.data_dir={tmp_path / 'data'}",
               "--config.image_size=8", "--config.initial_arch=1@24",
               "--config.width_increment=24", "--config.max_iterations=1",

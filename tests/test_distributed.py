@@ -15,7 +15,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from improve_nas import distributed
+from improve_nas import tf_config
 from improve_nas.errors import ConfigError
 from improve_nas.search import load_search
 
@@ -30,12 +30,12 @@ def _tf_config(kind, index=0, cluster=None):
 
 
 def test_task_comes_from_tf_config():
-  assert not distributed.current_task({}).distributed
-  assert str(distributed.current_task({"TF_CONFIG": " "})) == "local"
-  task = distributed.current_task(_tf_config("worker"))
+  assert not tf_config.current_task({}).distributed
+  assert str(tf_config.current_task({"TF_CONFIG": " "})) == "local"
+  task = tf_config.current_task(_tf_config("worker"))
   assert (task.type, task.index, task.cluster) == ("worker", 0, CLUSTER)
-  assert str(distributed.current_task(_tf_config("ps"))) == "ps 0"
-  assert distributed.current_task(_tf_config("evaluator")).type == "evaluator"
+  assert str(tf_config.current_task(_tf_config("ps"))) == "ps 0"
+  assert tf_config.current_task(_tf_config("evaluator")).type == "evaluator"
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -47,17 +47,17 @@ def test_task_comes_from_tf_config():
 ])
 def test_bad_tf_config_is_one_clear_error(environ, expected):
   with pytest.raises(ConfigError, match=re.escape(expected)):
-    distributed.current_task(environ)
+    tf_config.current_task(environ)
 
 
 def test_workers_only_talk_to_parameter_servers_and_themselves():
   base = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-  worker = distributed.session_config(
-      distributed.current_task(_tf_config("worker")), base)
+  worker = tf_config.session_config(
+      tf_config.current_task(_tf_config("worker")), base)
   assert list(worker.device_filters) == ["/job:ps", "/job:worker/task:0"]
   assert worker.allow_soft_placement
-  chief = distributed.session_config(
-      distributed.current_task(_tf_config("chief")), base)
+  chief = tf_config.session_config(
+      tf_config.current_task(_tf_config("chief")), base)
   assert list(chief.device_filters) == ["/job:ps", "/job:chief/task:0"]
   assert not base.device_filters  # the base is left alone
 
@@ -66,7 +66,7 @@ def test_workers_only_talk_to_parameter_servers_and_themselves():
 # with the steps per iteration left to the test).
 TINY = ["--config.initial_arch=1@24", "--config.width_increment=24",
         "--config.batch_size=8", "--config.eval_steps=1",
-        "--config.evaluator_steps=1", "--config.shuffle_buffer=256",
+        "--config.selection_steps=1", "--config.shuffle_buffer=256",
         "--config.use_aux_head=False"]
 
 

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from improve_nas import estimator as estimator_lib
+from improve_nas import records as records_lib
 from improve_nas import search
 from improve_nas.builder import NasnetBuilder
 
@@ -46,15 +47,15 @@ def _absurd_builder(diverges):
 
 
 @pytest.mark.slow  # a dynamic-generator iteration; a minute
-def test_a_diverged_candidate_is_not_selected(
-    tmp_path, monkeypatch):
+def test_a_diverged_candidate_is_not_selected(tmp_path):
   # Dynamic generator from 1@24: 2@24 (deeper) and 1@48 (wider) compete in
   # the first iteration; the wider one gets an absurd learning rate.
-  monkeypatch.setattr(estimator_lib, "NasnetBuilder", _absurd_builder(
-      lambda arch, previous: arch == "1@48" and previous is None))
+  builder = _absurd_builder(
+      lambda arch, previous: arch == "1@48" and previous is None)
   c = tiny_config(generator="dynamic", knowledge_distillation="none",
                   learn_mixture_weights=False, max_iterations=1)
-  result = search.run_search(c, str(tmp_path))
+  result = search.run_search(
+      search.build_search(c, str(tmp_path), builder_fn=builder))
   assert result.ended is None and not result.diverged
   [first] = result.records
   by_name = {x.name: x for x in first.candidates}
@@ -83,12 +84,12 @@ def pytest_fail(name):
 
 @pytest.mark.slow  # the fast suite: diverging at once, and one candidate
 def test_every_candidate_diverging_later_keeps_the_ensemble_so_far(
-    tmp_path, monkeypatch):
+    tmp_path):
   # Iteration 1 trains normally; every candidate of iteration 2 diverges.
-  monkeypatch.setattr(estimator_lib, "NasnetBuilder", _absurd_builder(
-      lambda arch, previous: previous is not None))
+  builder = _absurd_builder(lambda arch, previous: previous is not None)
   c = tiny_config(generator="constant", max_iterations=2)
-  result = search.run_search(c, str(tmp_path), export=True)
+  result = search.run_search(
+      search.build_search(c, str(tmp_path), builder_fn=builder), export=True)
   assert result.diverged
   assert result.ended.startswith("iteration 2: every candidate diverged")
   assert "the ensemble of iteration 1 (1@24) is kept" in result.ended
@@ -117,7 +118,7 @@ def test_every_candidate_diverging_at_once_is_one_line_exit_1(tmp_path):
   model_dir = tmp_path / "run"
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   proc = subprocess.run(
-      [sys.executable, "-m", "trainer.trainer", "--config.quick=True",
+      [sys.executable, "-m", "trainer.main", "--config.quick=True",
        f"--config.learning_rate={ABSURD:g}", f"--model_dir={model_dir}",
        "--progress_secs=0"], cwd=ROOT, env=env, capture_output=True,
       text=True, timeout=300)
@@ -135,7 +136,7 @@ def test_every_candidate_diverging_at_once_is_one_line_exit_1(tmp_path):
 def _cli(model_dir, *flags, preexec_fn=None):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   return subprocess.run(
-      [sys.executable, "-m", "trainer.trainer", "--config.quick=True",
+      [sys.executable, "-m", "trainer.main", "--config.quick=True",
        "--config.generator=constant", "--noexport", "--progress_secs=0",
        f"--model_dir={model_dir}", *flags], cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
@@ -179,4 +180,4 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_damages_nothing(
   # Space freed: the same command finishes the search.
   done = _cli(model_dir, "--config.max_iterations=2")
   assert done.returncode == 0, done.stderr[-3000:]
-  assert [r.iteration for r in search.load_records(str(model_dir))] == [0, 1]
+  assert [r.iteration for r in records_lib.load_records(str(model_dir))] == [0, 1]

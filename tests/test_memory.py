@@ -1,6 +1,7 @@
 """The allocator setting that keeps a long search's heap from fragmenting
 (improve_nas.memory)."""
 
+import os
 import subprocess
 import sys
 
@@ -10,15 +11,15 @@ from improve_nas import memory
 
 
 # In a fresh interpreter: optionally applies improve_nas's allocator setting
-# (memory.py loaded on its own, without TensorFlow), allocates 8 MiB and
+# (importing improve_nas.memory loads no TensorFlow), allocates 8 MiB and
 # frees it (glibc then raises its own mmap threshold past it), then prints
 # whether a 1 MiB block got a mapping of its own (1) or came from the heap.
 _MAPPED_PROBE = """
-import ctypes, importlib.util, sys
+import ctypes, sys
 if sys.argv[1] == "limit":
-  spec = importlib.util.spec_from_file_location("memory_alone", sys.argv[2])
-  memory = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(memory)
+  sys.path.insert(0, sys.argv[2])
+  from improve_nas import memory
+  assert "tensorflow" not in sys.modules
   memory.limit_heap_fragmentation()
 libc = ctypes.CDLL("libc.so.6")
 class MallInfo2(ctypes.Structure):
@@ -39,7 +40,8 @@ libc.free(block)
 
 def _mapped(mode):
   return subprocess.run(
-      [sys.executable, "-c", _MAPPED_PROBE, mode, memory.__file__],
+      [sys.executable, "-c", _MAPPED_PROBE, mode,
+       os.path.dirname(os.path.dirname(memory.__file__))],
       capture_output=True, text=True, check=True).stdout.strip()
 
 

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The demo's search (dynamic generator, adaptive KD, learned mixture
 # weights), tiny: 1@24 towers, 2 iterations.
 FIELDS = ["initial_arch=1@24", "width_increment=24", "max_iterations=2",
-          "steps_per_iteration=30", "evaluator_steps=2", "eval_steps=2",
+          "steps_per_iteration=30", "selection_steps=2", "eval_steps=2",
           "use_aux_head=False"]
 
 

@@ -34,7 +34,7 @@ STEPS = 5
 SEARCH = ["--config.image_size=8", "--config.initial_arch=1@24",
           "--config.max_iterations=2", f"--config.steps_per_iteration={STEPS}",
           "--config.batch_size=8", "--config.eval_steps=1",
-          "--config.evaluator_steps=1", "--config.shuffle_buffer=256",
+          "--config.selection_steps=1", "--config.shuffle_buffer=256",
           "--config.use_aux_head=False", "--noexport", "--progress_secs=1"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
 
@@ -172,7 +172,7 @@ def battery(tmp_path_factory):
   root = tmp_path_factory.mktemp("model_dir_faults")
   base = root / "base"
   search = subprocess.Popen(
-      [sys.executable, "-m", "trainer.trainer", *SEARCH,
+      [sys.executable, "-m", "trainer.main", *SEARCH,
        f"--model_dir={base}"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, start_new_session=True)
   live = {}
@@ -185,10 +185,10 @@ def battery(tmp_path_factory):
     before = records.load_saved_config(str(base))
     # All at once, as users racing each other would.
     commands = {
-        "second search": ["trainer.trainer", *SEARCH, f"--model_dir={base}"],
-        "--overwrite": ["trainer.trainer", *SEARCH, "--overwrite",
+        "second search": ["trainer.main", *SEARCH, f"--model_dir={base}"],
+        "--overwrite": ["trainer.main", *SEARCH, "--overwrite",
                         f"--model_dir={base}"],
-        "--export_only": ["trainer.trainer", "--export_only",
+        "--export_only": ["trainer.main", "--export_only",
                           f"--model_dir={base}"],
         "report": ["trainer.report", f"--model_dir={base}"]}
     started = {what: subprocess.Popen(

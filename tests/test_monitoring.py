@@ -20,8 +20,10 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from improve_nas import estimator as estimator_lib
 from improve_nas import report
+from improve_nas import records as records_lib
 from improve_nas import search
 from improve_nas.data.input import preprocess
+from improve_nas.dataset_facts import DatasetFacts
 from improve_nas.nasnet.tower import NasnetTower
 from improve_nas.progress import Progress, format_progress, format_seconds
 
@@ -131,7 +133,7 @@ def test_search_run_has_architecture_text_and_images(run):
 def test_search_record_is_complete_and_saved(run):
   c, model_dir, result, _ = run
   records = result.records
-  assert records == search.load_records(model_dir)
+  assert records == records_lib.load_records(model_dir)
   assert [r.iteration for r in records] == list(range(ITERATIONS))
   for r in records:
     assert len(r.mixture_weights) == len(r.ensemble_archs) == r.iteration + 1
@@ -152,7 +154,7 @@ def test_search_record_is_complete_and_saved(run):
     # Training compute: the trained candidate (3 x its forward pass; these
     # towers have no aux head) and every frozen member's forward pass.
     assert not c.use_aux_head
-    cost = estimator_lib.tower_cost_fn(c)
+    cost = DatasetFacts.load(c).cost
     per_example = (3 * cost(r.ensemble_archs[-1]).mult_adds +
                    sum(cost(a).mult_adds for a in r.ensemble_archs[:-1]))
     assert r.train_mult_adds == per_example * STEPS * c.batch_size > 0
@@ -232,7 +234,7 @@ def test_format_seconds():
 def test_export_only_serves_raw_images_like_predict(run):
   _, model_dir, result, _ = run
   assert result.export_path is None  # run_search exports only when asked
-  proc = _run("trainer.trainer", "--export_only", f"--model_dir={model_dir}")
+  proc = _run("trainer.main", "--export_only", f"--model_dir={model_dir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   path = proc.stdout.strip().splitlines()[-1].split("SavedModel: ")[1]
   assert os.path.dirname(path) == os.path.join(model_dir, "export")
@@ -340,7 +342,7 @@ def test_report_and_export_commands_reject_bad_model_dirs(tmp_path):
   (tmp_path / "empty").mkdir()
   proc = _run("trainer.report", f"--model_dir={tmp_path / 'empty'}")
   assert proc.returncode == 2 and "holds no improve_nas search" in proc.stderr
-  proc = _run("trainer.trainer", "--export_only",
+  proc = _run("trainer.main", "--export_only",
               f"--model_dir={tmp_path / 'empty'}")
   assert proc.returncode == 2 and "--export_only" in proc.stderr
   assert proc.stderr.strip().count("\n") == 0

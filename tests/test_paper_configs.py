@@ -62,7 +62,7 @@ def test_docstring_gives_each_rows_command_and_result():
 def test_bad_row_is_one_line_exit_2(tmp_path):
   with pytest.raises(ConfigError, match="ROW one of"):
     paper.get_config("cifar10,best")
-  proc = _run("trainer.trainer",
+  proc = _run("trainer.main",
               "--config=improve_nas/configs/paper.py:cifar10,best",
               f"--model_dir={tmp_path / 'run'}")
   assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
@@ -72,7 +72,7 @@ def test_bad_row_is_one_line_exit_2(tmp_path):
 def test_paper_config_loads_on_the_command_line(tmp_path):
   # No data prepared: the config loads by its shipped name, quick mode
   # applies, and the search stops before training with the data message.
-  proc = _run("trainer.trainer", "--config=paper:cifar100,gd1_akd",
+  proc = _run("trainer.main", "--config=paper:cifar100,gd1_akd",
               "--config.quick=True", f"--config.data_dir={tmp_path}",
               f"--model_dir={tmp_path / 'run'}")
   assert proc.returncode == 2, proc.stderr

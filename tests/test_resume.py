@@ -26,7 +26,7 @@ STEPS = 8
 FLAGS = ["--config.image_size=8", "--config.initial_arch=1@24",
          "--config.width_increment=24", "--config.max_iterations=2",
          f"--config.steps_per_iteration={STEPS}", "--config.batch_size=8",
-         "--config.eval_steps=2", "--config.evaluator_steps=2",
+         "--config.eval_steps=2", "--config.selection_steps=2",
          "--config.shuffle_buffer=256", "--config.save_summary_steps=5",
          "--config.save_checkpoints_steps=4", "--config.use_aux_head=False",
          "--progress_secs=0.001"]
@@ -40,7 +40,7 @@ class Run:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT,
                PYTHONUNBUFFERED="1")
     self.proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer.trainer", *FLAGS,
+        [sys.executable, "-m", "trainer.main", *FLAGS,
          f"--config.generator={generator}", f"--model_dir={model_dir}",
          *extra], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

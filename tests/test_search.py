@@ -12,7 +12,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from improve_nas import estimator as estimator_lib
+from improve_nas import adanas_estimator
+from improve_nas.compat import adanet
+from improve_nas import records as records_lib
 from improve_nas import search
 from improve_nas.configs.demo import get_config
 from improve_nas.nasnet.arch import ArchSpec
@@ -30,7 +32,7 @@ def tiny_config(**overrides):
   c.steps_per_iteration = STEPS
   c.batch_size = 16
   c.eval_steps = 2
-  c.evaluator_steps = 2
+  c.selection_steps = 2
   c.save_summary_steps = 1
   c.use_aux_head = False
   for k, v in overrides.items():
@@ -74,20 +76,35 @@ CASES = [pytest.param(*case, marks=() if case in FAST else pytest.mark.slow,
 
 
 @pytest.mark.parametrize("kd,generator,learn", CASES)
-def test_search_grid(tmp_path, kd, generator, learn):
+def test_search_grid(tmp_path, monkeypatch, kd, generator, learn):
   c = tiny_config(knowledge_distillation=kd, generator=generator,
                   learn_mixture_weights=learn)
   model_dir = str(tmp_path / "run")
   before = weakref.WeakSet(_graphs())
+  # adanet's candidate evaluation phase, counted per checkpoint.
+  phases = []
+  phase = adanet.Estimator._execute_candidate_evaluation_phase  # pylint: disable=protected-access
+
+  def counted(self, input_fn, export_best_architecture, checkpoint_path,
+              hooks):
+    phases.append(os.path.basename(checkpoint_path))
+    return phase(self, input_fn, export_best_architecture, checkpoint_path,
+                 hooks)
+
+  monkeypatch.setattr(adanet.Estimator, "_execute_candidate_evaluation_phase",
+                      counted)
   result = search.run_search(c, model_dir)
   records = result.records
+  # Once per finished iteration: the test evaluation runs it, the next
+  # iteration's bookkeeping reuses its result (adanet alone ran it again).
+  assert phases == [f"model.ckpt-{STEPS}", f"model.ckpt-{2 * STEPS}"]
   assert [r.iteration for r in records] == [0, 1] and result.ended is None
   # No graph of the search outlives it (adanet's summaries used to keep one
   # per iteration alive, 100-300 MB each at the demo's sizes).
   del result
   gc.collect()
   assert [len(g.get_operations()) for g in _graphs() if g not in before] == []
-  assert records == search.load_records(model_dir)
+  assert records == records_lib.load_records(model_dir)
 
   # Candidates: the constant architecture, or deeper/wider neighbours of the
   # last chosen member.
@@ -193,13 +210,14 @@ def test_finished_iteration_is_evaluated_and_rebuilt_once(tmp_path,
   bookkeeping reuses it), and no training session is opened on the
   finished iteration's graph again before it grows."""
   evaluations = []
-  evaluate = estimator_lib.RecordingEvaluator.evaluate
+  evaluate = adanas_estimator.RecordingEvaluator.evaluate
 
   def counted(self, sess, ensemble_metrics):
     evaluations.append(sess.graph)
     return evaluate(self, sess, ensemble_metrics)
 
-  monkeypatch.setattr(estimator_lib.RecordingEvaluator, "evaluate", counted)
+  monkeypatch.setattr(adanas_estimator.RecordingEvaluator, "evaluate",
+                      counted)
   sessions = []
 
   class CountSteps(tf.estimator.SessionRunHook):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import adanet
 from improve_nas import distillation
+from improve_nas.builder import CandidateGenerator
+from improve_nas.compat import adanet
 from improve_nas.ensemble import MixtureWeightEnsembler
 from improve_nas.errors import SearchEnded
-from improve_nas.generators import ConstantGenerator, DynamicGenerator
+from improve_nas.proposals import ConstantProposer, DynamicProposer
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.counting import count_params
 
@@ -133,8 +134,7 @@ def _count(arch):
 
 
 def test_dynamic_generator_proposes_deeper_and_wider_neighbours():
-  gen = DynamicGenerator("1@48", width_increment=48, builder_fn=None,
-                         count_fn=_count)
+  gen = DynamicProposer("1@48", width_increment=48, count_fn=_count)
   proposed, fitting = gen.candidates([])
   assert [(str(c.arch), c.reason) for c in proposed] == [
       ("2@48", "deeper"), ("1@96", "wider")]
@@ -144,9 +144,8 @@ def test_dynamic_generator_proposes_deeper_and_wider_neighbours():
                                 (last, _count(last))])
   assert [str(c.arch) for c in proposed] == ["3@96", "2@144"]
   assert all(c.params == _count(c.arch) for c in proposed)
-  again = DynamicGenerator("1@48", reconsider_previous=True,
-                           width_increment=48, builder_fn=None,
-                           count_fn=_count)
+  again = DynamicProposer("1@48", reconsider_previous=True,
+                          width_increment=48, count_fn=_count)
   assert [(str(c.arch), c.reason) for c in again.candidates(
       [(last, 1)])[0]] == [("3@96", "deeper"), ("2@144", "wider"),
                            ("2@96", "same")]
@@ -155,16 +154,17 @@ def test_dynamic_generator_proposes_deeper_and_wider_neighbours():
 def test_budget_filters_candidates_and_ends_the_search():
   small = _count("1@24")
   budget = small + _count("1@48")
-  gen = DynamicGenerator("1@24", width_increment=24, param_budget=budget,
-                         builder_fn=lambda arch: arch, count_fn=_count)
+  gen = DynamicProposer("1@24", width_increment=24, param_budget=budget,
+                        count_fn=_count)
   proposed, fitting = gen.candidates([(ArchSpec.parse("1@24"), small)])
   assert [str(c.arch) for c in proposed] == ["2@24", "1@48"]
   assert [str(c.arch) for c in fitting] == [
       str(c.arch) for c in proposed if small + c.params <= budget]
   assert "1@48" in [str(c.arch) for c in fitting]
 
-  const = ConstantGenerator("1@24", param_budget=small + small // 2,
-                            builder_fn=lambda arch: arch, count_fn=_count)
+  const = CandidateGenerator(
+      ConstantProposer("1@24", param_budget=small + small // 2,
+                       count_fn=_count), builder_fn=lambda arch: arch)
   assert const.generate_candidates(None, 0, None, None, None) == [
       ArchSpec.parse("1@24")]
   with tf.Graph().as_default():

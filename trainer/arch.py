@@ -6,24 +6,23 @@
 
 from __future__ import annotations
 
-
 from absl import app
 from absl import flags
 
-import improve_nas
 from trainer import cli
 from improve_nas.errors import ConfigError
+from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_classes", 10, "Classes of the logits layer.")
 flags.DEFINE_integer("image_size", 32, "Height and width of the input image.")
 flags.DEFINE_integer("channels", 3, "Channels of the input image.")
-flags.DEFINE_integer("aux_head_bottleneck", 128,
-                     "Auxiliary head: channels of its 1x1 conv (the paper's "
-                     "128; config.aux_head_bottleneck).")
-flags.DEFINE_integer("aux_head_filters", 768,
-                     "Auxiliary head: channels of its last conv (the paper's "
-                     "768; config.aux_head_filters).")
+flags.DEFINE_integer("aux_head_bottleneck", AUX_HEAD_FILTERS[0],
+                     "Auxiliary head: channels of its 1x1 conv (the "
+                     "paper's; config.aux_head_bottleneck).")
+flags.DEFINE_integer("aux_head_filters", AUX_HEAD_FILTERS[1],
+                     "Auxiliary head: channels of its last conv (the "
+                     "paper's; config.aux_head_filters).")
 
 
 def _fail(message: str) -> None:
@@ -31,13 +30,14 @@ def _fail(message: str) -> None:
 
 
 def main(argv):
+  # (TensorFlow loads here, after the flags are parsed)
   # pylint: disable=g-import-not-at-top
-  from improve_nas.nasnet.arch import ArchSpec
   from improve_nas.nasnet.counting import tower_cost
   from improve_nas.nasnet.tower import check_aux_head_filters
   from improve_nas.nasnet.tower import check_image_shape
+  from improve_nas.verbosity import set_tf_verbosity
   # pylint: enable=g-import-not-at-top
-  improve_nas.compat.set_tf_verbosity(False)
+  set_tf_verbosity(False)
   if len(argv) < 2:
     _fail("give at least one architecture, e.g. improve-nas-arch 6@768 7@2304")
   try:

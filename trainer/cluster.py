@@ -173,7 +173,7 @@ def _die_with_parent() -> None:
     pass
 
 
-class Task:
+class TaskProcess:
   """One process of the cluster, restartable."""
 
   def __init__(self, kind: str, index: int, cluster, argv, gpu, out_lock):
@@ -235,7 +235,7 @@ def say(line: str, lock) -> None:
     print(f"[{_PROG}] {line}", flush=True)
 
 
-def stop_all(tasks: List[Task], grace_secs: float) -> None:
+def stop_all(tasks: List[TaskProcess], grace_secs: float) -> None:
   """SIGTERM every live process, then SIGKILL what is left after the
   grace period."""
   for task in tasks:
@@ -286,17 +286,17 @@ def main(argv):
   except OSError as e:
     _fail(f"--host={FLAGS.host!r}: cannot listen there ({e}); use an "
           "address of this machine such as localhost")
-  command = [sys.executable, "-m", "trainer.trainer", *forwarded,
+  command = [sys.executable, "-m", "trainer.main", *forwarded,
              f"--config.placement={FLAGS.placement}"]
   gpus = visible_gpus()
-  tasks = [Task("ps", i, cluster, command, None, lock)
+  tasks = [TaskProcess("ps", i, cluster, command, None, lock)
            for i in range(FLAGS.ps)]
   trainers = [("chief", 0)] + [("worker", i) for i in range(FLAGS.workers)]
-  tasks += [Task(kind, i, cluster, command,
+  tasks += [TaskProcess(kind, i, cluster, command,
                  gpus[n % len(gpus)] if gpus else None, lock)
             for n, (kind, i) in enumerate(trainers)]
   if FLAGS.evaluator:
-    tasks.append(Task("evaluator", 0, cluster, command, None, lock))
+    tasks.append(TaskProcess("evaluator", 0, cluster, command, None, lock))
   chief = next(t for t in tasks if t.kind == "chief")
   say(f"cluster {json.dumps(cluster)}; {FLAGS.placement} placement"
       f"{'; GPUs ' + ','.join(gpus) if gpus else ''}", lock)
@@ -323,7 +323,7 @@ def main(argv):
   sys.exit(code)
 
 
-def _failed(task: Task) -> bool:
+def _failed(task: TaskProcess) -> bool:
   """Exited with an error; a parameter server should never exit. (A chief
   that exits 0 is done, and one that exits 2 was given bad input: neither
   is restarted.)"""
@@ -331,7 +331,7 @@ def _failed(task: Task) -> bool:
   return status is not None and (status != 0 or task.kind == "ps")
 
 
-def _supervise(chief: Task, tasks: List[Task], stopping, lock) -> int:
+def _supervise(chief: TaskProcess, tasks: List[TaskProcess], stopping, lock) -> int:
   """Waits for the chief, restarting other processes that fail; returns
   the command's exit status."""
   while True:

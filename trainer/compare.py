@@ -95,10 +95,10 @@ def main(argv):
     _fail("--out is required: the directory of the study, e.g. "
           "--out=runs/compare-demo")
   # pylint: disable=g-import-not-at-top
-  import improve_nas
   from improve_nas import compare
+  from improve_nas.verbosity import set_tf_verbosity
   # pylint: enable=g-import-not-at-top
-  improve_nas.compat.set_tf_verbosity(False)
+  set_tf_verbosity(False)
   if FLAGS.verbosity < 1:  # TFDS's and matplotlib's INFO notices
     logging.set_verbosity(logging.WARNING)
   try:

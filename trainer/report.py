@@ -12,7 +12,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-import improve_nas  # noqa: F401  (installs the TF/adanet shims first)
 from trainer import cli
 from improve_nas.errors import ConfigError
 

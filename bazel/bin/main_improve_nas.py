@@ -1,5 +1,5 @@
 """`bazel run //:improve-nas`: the console script of the same name."""
 
-from trainer.trainer import run
+from trainer.main import run
 
 run()

@@ -33,9 +33,20 @@ def resolve(value: str) -> str:
   return value
 
 
+def _override_field(arg: str):
+  """FIELD of a `--config.FIELD=VALUE` (or `-config.FIELD VALUE`) argument,
+  else None."""
+  for prefix in ("--config.", "-config."):
+    if arg.startswith(prefix):
+      return arg[len(prefix):].partition("=")[0]
+  return None
+
+
 def resolve_argv(argv: Sequence[str]) -> List[str]:
   """argv with the value of `--config` (`--config=V` or `--config V`)
-  resolved; `--config.FIELD=...` overrides are left alone."""
+  resolved, and each `--config.FIELD` override given once: when a field is
+  overridden twice the last one wins (absl's rule for repeated flags, which
+  ml_collections would refuse as a flag "defined twice")."""
   out = list(argv)
   for i, arg in enumerate(out):
     if arg in ("--config", "-config") and i + 1 < len(out):
@@ -43,4 +54,19 @@ def resolve_argv(argv: Sequence[str]) -> List[str]:
     elif arg.startswith(("--config=", "-config=")):
       flag, _, value = arg.partition("=")
       out[i] = f"{flag}={resolve(value)}"
-  return out
+  # Overrides as (start, length) spans: `--config.F=V`, or `--config.F V`.
+  spans, i = {}, 1
+  while i < len(out):
+    field = _override_field(out[i])
+    if field is None:
+      i += 1
+      continue
+    alone = ("=" in out[i] or i + 1 == len(out) or
+             out[i + 1].startswith("-"))
+    length = 1 if alone else 2
+    spans.setdefault(field, []).append((i, length))
+    i += length
+  dropped = {j for occurrences in spans.values()
+             for start, length in occurrences[:-1]
+             for j in range(start, start + length)}
+  return [arg for j, arg in enumerate(out) if j not in dropped]

@@ -53,7 +53,7 @@ def get_config():
   c.learn_mixture_weights = False
   c.aux_head_bottleneck = 32
   c.aux_head_filters = 128
-  c.evaluator_steps = 20
+  c.selection_steps = 20
   c.learning_rate = 0.05
   c.weight_decay = 1e-4
   c.save_summary_steps = 100

@@ -20,11 +20,14 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from improve_nas.builder import IMAGE_KEY
 from improve_nas import mirrored
 
-__all__ = ["PipelineConfig", "make_input_fn", "preprocess", "augment",
-           "cutout", "scaled"]
+__all__ = ["IMAGE_KEY", "PipelineConfig", "make_input_fn", "preprocess",
+           "augment", "cutout", "scaled"]
+
+# The feature the towers read: {IMAGE_KEY: float32 [batch, size, size,
+# channels]} in [-1, 1]; also the input of the exported SavedModel.
+IMAGE_KEY = "image"
 
 # The paper's sizes, for 32x32 images.
 REFERENCE_SIZE = 32

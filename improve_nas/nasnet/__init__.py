@@ -1,8 +1,3 @@
-"""NASNet-A for CIFAR-sized images: arch specs, cells, towers and counting."""
-
-from improve_nas.nasnet.arch import ArchSpec
-from improve_nas.nasnet.counting import TowerCost, count_params, tower_cost
-from improve_nas.nasnet.tower import NasnetTower
-
-__all__ = ["ArchSpec", "NasnetTower", "TowerCost", "count_params",
-           "tower_cost"]
+"""NASNet-A for CIFAR-sized images: arch specs (arch), the cells' ops
+(ops, cells), the tower (tower) and counting (counting). Import the module
+you need; importing the package loads nothing."""

@@ -11,7 +11,17 @@ import re
 
 from improve_nas.errors import ConfigError
 
-__all__ = ["ArchSpec", "PENULTIMATE_PER_CONV_FILTER", "AUX_HEAD_FILTERS"]
+__all__ = ["ArchSpec", "PENULTIMATE_PER_CONV_FILTER", "AUX_HEAD_FILTERS",
+           "IMAGE_SIZE_RULE", "image_size_fits"]
+
+# The tower halves its images twice (two reduction cells).
+IMAGE_SIZE_RULE = "a multiple of 4 such as 8, 16 or 32 (the tower halves it twice)"
+
+
+def image_size_fits(size) -> bool:
+  """Whether a tower takes square images of side `size`."""
+  return (isinstance(size, int) and not isinstance(size, bool) and size >= 4
+          and size % 4 == 0)
 
 # The paper's auxiliary head: a 1x1 conv to 128 channels, then a conv over
 # the remaining map to 768, whatever the tower's size.

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet import ops
-from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
+from improve_nas.nasnet.arch import (AUX_HEAD_FILTERS, IMAGE_SIZE_RULE,
+                                     ArchSpec, image_size_fits)
 from improve_nas.nasnet.cells import Cell, NORMAL_CELL, REDUCTION_CELL
 
 __all__ = ["NasnetTower", "STEM_MULTIPLIER", "AUX_HEAD_FILTERS",
@@ -34,11 +35,10 @@ def check_aux_head_filters(filters) -> Tuple[int, int]:
 
 def check_image_shape(image_size: int, arch: Optional[ArchSpec] = None) -> None:
   """Raises ConfigError when a tower cannot take `image_size` images."""
-  if not isinstance(image_size, int) or image_size < 4 or image_size % 4:
+  if not image_size_fits(image_size):
     where = f" for arch '{arch}'" if arch else ""
     raise ConfigError(
-        f"image_size {image_size!r}{where}: must be a positive multiple of 4 "
-        "(the tower halves it twice), e.g. 8, 16 or 32")
+        f"image_size {image_size!r}{where}: must be {IMAGE_SIZE_RULE}")
 
 
 class NasnetTower(tf.keras.layers.Layer):

@@ -2,7 +2,7 @@
 
 With no flags it runs the offline demo search on the embedded digits dataset:
 
-    improve-nas                       # = python -m trainer.trainer
+    improve-nas                       # = python -m trainer.main
     improve-nas --config=demo --config.max_iterations=2 --model_dir=runs/mine
     improve-nas --config=paper:cifar10,w_akd \
         --config.quick=True --config.data_dir=DIR --model_dir=runs/smoke
@@ -27,7 +27,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-import improve_nas
 from trainer import cli
 from improve_nas.errors import ConfigError
 
@@ -64,15 +63,15 @@ def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
   # pylint: disable=g-import-not-at-top
-  from improve_nas import config as config_lib
-  from improve_nas import distributed
   from improve_nas import progress
   from improve_nas import report
   from improve_nas import search
+  from improve_nas import tf_config
+  from improve_nas.verbosity import set_tf_verbosity
   import tensorflow_datasets as tfds
   # pylint: enable=g-import-not-at-top
   verbose = FLAGS.verbosity >= 1
-  improve_nas.compat.set_tf_verbosity(verbose)
+  set_tf_verbosity(verbose)
   if not verbose:  # adanet logs through absl at INFO.
     logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
@@ -87,9 +86,8 @@ def main(argv):
           "my_configs/search.py")
   model_dir = FLAGS.model_dir
   try:
-    run_config = _distribution_run_config(distributed.current_task())
-    config_lib.validate(c)
-    c = config_lib.apply_quick(c)
+    task = tf_config.current_task()
+    run_config = _distribution_run_config(task)
     if not model_dir:
       raise ConfigError("--model_dir is empty: give a directory for the run")
     if FLAGS.export_only:
@@ -98,10 +96,13 @@ def main(argv):
     if FLAGS.progress_secs < 0:
       raise ConfigError(f"--progress_secs={FLAGS.progress_secs}: must be >= 0 "
                         "(0 turns progress lines off)")
-    task = distributed.current_task()
     if task.type in ("ps", "worker", "evaluator"):
       _run_task(task, c, model_dir)
       return
+    # The config is validated (and shrunk when quick) here, once.
+    built = search.build_search(c, model_dir, run_config, task=task,
+                                overwrite=FLAGS.overwrite)
+    c = built.config
     role = f", as the chief of {_describe(task)}" if task.distributed else ""
     if run_config is not None:
       replicas = run_config.train_distribute.num_replicas_in_sync
@@ -124,8 +125,7 @@ def main(argv):
 
     with search.StopRequest() as stop:
       result = search.run_search(
-          c, model_dir, run_config=run_config, on_iteration=iteration_done,
-          overwrite=FLAGS.overwrite,
+          built, on_iteration=iteration_done,
           on_progress=show if FLAGS.progress_secs > 0 else None,
           progress_secs=FLAGS.progress_secs, export=FLAGS.export, stop=stop,
           on_status=(lambda line: print(f"  {line}", flush=True))
@@ -169,22 +169,30 @@ def _describe(task) -> str:
 def _run_task(task, c, model_dir: str) -> None:
   """A parameter server, worker or evaluator of a TF_CONFIG cluster."""
   # pylint: disable=g-import-not-at-top
-  from improve_nas import distributed
+  from improve_nas import config as config_lib
   from improve_nas import lock
+  from improve_nas import roles
+  from improve_nas import search
   # pylint: enable=g-import-not-at-top
   if task.type != "ps":  # the chief holds model_dir's lock for the cluster
     lock.check_cluster_member(model_dir, task.cluster)
   if task.type == "ps":
+    config_lib.validate(c)
     print(f"improve-nas: parameter server {task.index} of "
           f"{_describe(task)} serving", flush=True)
-    distributed.serve_parameters(task)
+    roles.serve_parameters(task)
   elif task.type == "worker":
+    built = search.build_search(c, model_dir, stream=task.index + 1,
+                                task=task, overwrite=FLAGS.overwrite)
+    c = built.config
     print(f"improve-nas: worker {task.index} of {_describe(task)} training "
           f"up to {c.max_iterations} iterations ({c.placement} placement), "
           f"model_dir={model_dir}", flush=True)
-    distributed.train_worker(c, model_dir, task)
+    roles.train_worker(built)
     print(f"improve-nas: worker {task.index} done", flush=True)
   else:
+    built = search.build_search(c, model_dir, task=task,
+                                overwrite=FLAGS.overwrite)
     print(f"improve-nas: evaluator of {_describe(task)} evaluating new "
           f"checkpoints in {model_dir}", flush=True)
 
@@ -193,7 +201,7 @@ def _run_task(task, c, model_dir: str) -> None:
             f"{metrics['accuracy']:.4f}, loss {metrics['average_loss']:.4f}",
             flush=True)
 
-    count = distributed.evaluate_checkpoints(c, model_dir, on_result=show)
+    count = roles.evaluate_checkpoints(built, on_result=show)
     print(f"improve-nas: evaluator done after {count} checkpoints",
           flush=True)
 

@@ -1,0 +1,248 @@
+"""`AdaNasEstimator`: adanet.Estimator with what AdaNAS needs of it.
+
+Every adapter of adanet 0.9.0's private phases lives here, and what a
+search needs to know after an iteration comes out through public methods:
+the candidates proposed (`candidates`), their selection losses
+(`selection_losses`), which one was chosen (`chosen`), whether every new
+candidate diverged (`diverged`) and the mixture weights (`mixture_weights`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from improve_nas import compat
+from improve_nas.builder import CandidateGenerator
+from improve_nas.compat import adanet
+from improve_nas.errors import ConfigError, SearchDiverged
+from improve_nas.model_dir import newest_iteration
+from improve_nas.proposals import Candidate
+from improve_nas.tf_config import PLACEMENTS
+
+__all__ = ["AdaNasEstimator", "RecordingEvaluator", "SUPPORTED_ADANET",
+           "check_adanet_version", "placement_strategy"]
+
+# The adanet whose private API the adapters below and compat.py rely on.
+SUPPORTED_ADANET = "0.9.0"
+
+
+def check_adanet_version(installed: Optional[str] = None) -> None:
+  """Raises ConfigError unless the installed adanet is SUPPORTED_ADANET."""
+  installed = installed or importlib.metadata.version("adanet")
+  if installed != SUPPORTED_ADANET:
+    raise ConfigError(
+        f"adanet {installed} is installed, but improve_nas supports adanet "
+        f"{SUPPORTED_ADANET} only (it adapts that version's private API); "
+        f"run: pip install --no-deps adanet=={SUPPORTED_ADANET}")
+
+
+class RecordingEvaluator(adanet.Evaluator):
+  """adanet's Evaluator that always grows the ensemble, keeps the last values
+  it computed, and never selects a diverged candidate.
+
+  `last_values[k]` is the selection loss of candidate ensemble k (index 0 is
+  the previous ensemble from the second iteration on). The best new
+  candidate is selected (the paper's AdaNAS always grows; we do here what
+  adanet's `force_grow` would, because adanet then skips evaluation when one
+  new candidate is left, so a diverged one would be taken). A NaN or
+  infinite loss counts as missing. When every new candidate of an iteration
+  after the first has diverged, the previous ensemble (index 0) is selected
+  and `diverged` is True; at the first iteration there is nothing to fall
+  back to and `SearchDiverged` is raised.
+  """
+
+  def __init__(self, input_fn, steps=None):
+    super().__init__(input_fn=input_fn, steps=steps)
+    self.last_values: List[float] = []
+    self.diverged = False
+    self._iteration = 0
+
+  def evaluate(self, sess, ensemble_metrics):
+    self._iteration = newest_iteration(
+        v.op.name for v in sess.graph.get_collection(
+            tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
+    self.last_values = [float(v) if np.isfinite(v) else float("nan")
+                        for v in super().evaluate(sess, ensemble_metrics)]
+    return self.last_values
+
+  @property
+  def objective_fn(self):
+    def best(values):
+      first_new = 1 if self._iteration else 0
+      new = np.asarray(values[first_new:], dtype=np.float64)
+      self.diverged = bool(np.all(np.isnan(new)))
+      if not self.diverged:
+        return first_new + int(np.nanargmin(new))
+      if not self._iteration:  # the search words the message
+        raise SearchDiverged("every candidate of iteration 1 diverged")
+      return 0  # the previous ensemble: nothing new is added
+    return best
+
+
+def placement_strategy(name: str):
+  """adanet's placement strategy for config.placement (None: replication,
+  adanet's default; "round_robin" spreads candidates over workers)."""
+  if name == "replication":
+    return None
+  if name == "round_robin":
+    return adanet.distributed.RoundRobinStrategy()
+  raise ConfigError(f"config.placement={name!r}: use one of "
+                    f"{', '.join(PLACEMENTS)}")
+
+
+class AdaNasEstimator(adanet.Estimator):
+  """adanet.Estimator for a `CandidateGenerator`, one ensembler and a
+  `RecordingEvaluator` (see estimator.make_estimator).
+
+  Raises:
+    ConfigError: the installed adanet is not the supported one.
+  """
+
+  def __init__(self, *, subnetwork_generator: CandidateGenerator,
+               ensemblers, evaluator: RecordingEvaluator, **kwargs):
+    check_adanet_version()
+    # adanet creates MODEL_DIR/report when constructed (for reports only a
+    # report materializer writes, and we have none); building a search
+    # must leave a model_dir as it was, so what it created goes again.
+    model_dir = kwargs.get("model_dir") or kwargs["config"].model_dir
+    created = [path for path in (model_dir, os.path.join(model_dir, "report"))
+               if not tf.io.gfile.exists(path)]
+    super().__init__(subnetwork_generator=subnetwork_generator,
+                     ensemblers=ensemblers, evaluator=evaluator, **kwargs)
+    for path in reversed(created):
+      if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
+        tf.io.gfile.rmtree(path)
+    self._generator = subnetwork_generator
+    self._ensembler_name = ensemblers[0].name
+    self._recorder = evaluator
+    # (input_fn, checkpoint) -> (best index, architecture files) of the
+    # last candidate evaluation; see _execute_candidate_evaluation_phase.
+    self._last_selection = {}
+    self._collecting = None
+    self.candidate_evaluations = 0  # phases actually run
+    compat.install_subnetwork_context()
+    compat.nan_candidates_lose(self._iteration_builder)
+    if self.config.train_distribute is not None:
+      compat.install_replica_dispatchers()
+      compat.install_distributed_summary_op()
+      compat.mirrored_step_counters(self._iteration_builder)
+
+  # adanet's phases, adapted.
+
+  def _execute_candidate_evaluation_phase(self, evaluator_input_fn,
+                                          export_best_architecture,
+                                          checkpoint_path, hooks):
+    """adanet runs this phase (build the iteration's whole graph in EVAL
+    mode, run every candidate ensemble over the Evaluator's input, pick the
+    best) in `evaluate`, to know which ensemble to evaluate, and again in
+    the next `train`'s bookkeeping, on the same checkpoint. Here its result
+    for an (input_fn, checkpoint) pair is kept, with the architecture file
+    it would write, and the second call only writes that file. The
+    Evaluator's input is the same unshuffled split both times."""
+    key = (evaluator_input_fn, checkpoint_path)
+    if key not in self._last_selection:
+      self._collecting = []
+      try:
+        index = super()._execute_candidate_evaluation_phase(
+            evaluator_input_fn, export_best_architecture=True,
+            checkpoint_path=checkpoint_path, hooks=hooks)
+      finally:
+        exports, self._collecting = self._collecting, None
+      self.candidate_evaluations += 1
+      self._last_selection = {key: (index, exports)}
+    index, exports = self._last_selection[key]
+    if export_best_architecture:
+      for args in exports:
+        super()._save_architecture(*args)
+    return index
+
+  def _save_architecture(self, filename, architecture, checkpoint_path):
+    if self._collecting is not None:
+      self._collecting.append((filename, architecture, checkpoint_path))
+    else:
+      super()._save_architecture(filename, architecture, checkpoint_path)
+
+  def prepare_next_iteration(self, input_fn, hooks) -> None:
+    """adanet's bookkeeping between iterations, on the chief: selects the
+    best candidate of the finished iteration in the latest checkpoint and
+    grows the graph and the checkpoint to the next iteration.
+
+    adanet's `train` does this only after building the finished
+    iteration's training graph once more and opening a session on it, which
+    stops before its first step: a whole graph build for nothing. Called
+    first, the next `train` starts with the new iteration."""
+    if not self.config.is_chief:
+      return
+    from adanet.distributed.devices import monkey_patch_default_variable_placement_strategy  # pylint: disable=g-import-not-at-top
+    checkpoint = tf.train.latest_checkpoint(self.model_dir)
+    iteration = self._checkpoint_iteration_number(checkpoint)
+    with monkey_patch_default_variable_placement_strategy(), \
+        self._force_replication_strategy():
+      self._execute_bookkeeping_phase(input_fn, iteration,
+                                      train_hooks=list(hooks),
+                                      checkpoint_path=checkpoint)
+
+  def evaluate_locally(self, *args, **kwargs):
+    """`evaluate(*args, **kwargs)` in a local session on any task.
+
+    With RoundRobinStrategy every candidate's variables are pinned to a
+    parameter server, also in the evaluation graph, which a local session
+    cannot place; adanet switches to replication for its own bookkeeping
+    and exports, not for `evaluate`. We do the same here."""
+    with self._force_replication_strategy():
+      return self.evaluate(*args, **kwargs)
+
+  # What the search reads after an iteration.
+
+  def candidates(self, iteration: int) -> List[Candidate]:
+    """The candidates iteration `iteration` trained (those that fit the
+    budget), in adanet's order."""
+    return list(self._generator.fitting.get(iteration, []))
+
+  def forget_selection_losses(self) -> None:
+    """Clears the selection losses (adanet does not evaluate a lone
+    candidate, so a stale list would otherwise remain)."""
+    self._recorder.last_values = []
+
+  def selection_losses(self, iteration: int) -> List[Optional[float]]:
+    """Each candidate's selection loss (NaN when it diverged; None when
+    adanet did not evaluate a lone candidate)."""
+    offset = 1 if iteration else 0  # the previous ensemble comes first
+    values = list(self._recorder.last_values)
+    wanted = len(self.candidates(iteration))
+    if len(values) != offset + wanted:
+      return [None] * wanted
+    return values[offset:]
+
+  def chosen(self, iteration: int, metrics) -> Candidate:
+    """The candidate the evaluation `metrics` of `iteration` chose."""
+    offset = 1 if iteration else 0
+    index = int(metrics[f"best_ensemble_index_{iteration}"]) - offset
+    return self.candidates(iteration)[index]
+
+  @property
+  def diverged(self) -> bool:
+    """Whether every new candidate of the last selection diverged."""
+    return self._recorder.diverged
+
+  def mark_diverged(self) -> None:
+    self._recorder.diverged = True
+
+  def mixture_weights(self, iteration: int, chosen: Candidate) -> List[float]:
+    """The mixture weights of the ensemble `chosen` completed at
+    `iteration`, one per member, from the latest checkpoint."""
+    reader = tf.train.load_checkpoint(self.model_dir)
+    # adanet's scope of that candidate ensemble (GrowStrategy).
+    prefix = (f"adanet/iteration_{iteration}/ensemble_t{iteration}_"
+              f"{chosen.name}_grow_{self._ensembler_name}/")
+    names = [n for n in reader.get_variable_to_shape_map()
+             if n.startswith(prefix) and n.endswith("logits/mixture_weight")]
+    # weighted_subnetwork_0, _1, ...: sort by the member's index.
+    names.sort(key=lambda n: int(n.split("weighted_subnetwork_")[1]
+                                 .split("/")[0]))
+    return [round(float(reader.get_tensor(n)), 6) for n in names]
