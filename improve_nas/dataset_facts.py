@@ -12,7 +12,7 @@ from improve_nas import config as config_lib
 from improve_nas.data import datasets
 from improve_nas.errors import ConfigError
 from improve_nas.nasnet.arch import IMAGE_SIZE_RULE, ArchSpec, image_size_fits
-from improve_nas.nasnet.counting import TowerCost, count_params, tower_cost
+from improve_nas.nasnet.counting import TowerCost, tower_cost
 
 __all__ = ["DatasetFacts", "resolve_image_size"]
 
@@ -78,7 +78,7 @@ class DatasetFacts:
 
   def params(self, arch: ArchSpec) -> int:
     """Trainable parameters of a member `arch` (its auxiliary head aside)."""
-    return count_params(arch, *self.tower_shape)
+    return self.cost(arch).params
 
   def cost(self, arch: ArchSpec) -> TowerCost:
     """Parameters and multiply-adds of a tower `arch`."""

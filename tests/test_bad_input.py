@@ -43,6 +43,11 @@ CASES = [
      ["steps_per_iteration=0", "positive integer"]),
     ("negative iterations", ["--config.max_iterations=-1"],
      ["max_iterations=-1", "positive integer"]),
+    # absl's rule for a flag given twice: the last value counts (had the
+    # first one counted, this would search).
+    ("a field overridden twice, last with a bad value",
+     ["--config.max_iterations=1", "--config.max_iterations=0"],
+     ["config.max_iterations=0: must be a positive integer"]),
     ("negative image size", ["--config.image_size=-4"],
      ["image_size=-4", ">= 0"]),
     ("image size the tower cannot halve twice", ["--config.image_size=10"],

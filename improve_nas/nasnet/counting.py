@@ -45,14 +45,20 @@ def _op_mult_adds(op: tf.Operation) -> int:
   return int(np.prod(out) * kernel[0] * kernel[1])  # depthwise, multiplier 1
 
 
-@functools.lru_cache(maxsize=256)
 def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
                image_size: int = 32, channels: int = 3,
                aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS
                ) -> TowerCost:
-  """Builds the tower in a private graph and counts what it holds."""
-  arch = ArchSpec.parse(arch)
-  aux_head_filters = tuple(aux_head_filters)
+  """Builds the tower in a private graph and counts what it holds (once
+  per architecture and shape, however the architecture is spelled)."""
+  return _tower_cost(ArchSpec.parse(arch), int(num_classes), int(image_size),
+                     int(channels), tuple(aux_head_filters))
+
+
+@functools.lru_cache(maxsize=256)
+def _tower_cost(arch: ArchSpec, num_classes: int, image_size: int,
+                channels: int, aux_head_filters: Tuple[int, int]
+                ) -> TowerCost:
   # One training-mode build holds both towers: the auxiliary head's layers
   # and ops are the ones named "aux_*".
   with tf.Graph().as_default() as graph:
