@@ -13,7 +13,7 @@ averaged with uniform mixture weights. Measured on 2 CPU cores (AMD EPYC):
 (`--config.seed=S`, same fresh clone) took 200, 186 and 190 s and gave
 0.983, 0.978 and 0.975; re-measured from a fresh clone after the model_dir
 lock and checkpoint check: 199, 202 and 198 s, the same accuracies; after
-the layering (issue 24): `make demo` 192 s, seeds 1-3 190, 193 and 195 s,
+the layering (issue 24): `make demo` 202 s, seeds 1-3 200, 207 and 205 s,
 the same accuracies. One 1@192 tower of about the same size trained
 for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
