@@ -74,12 +74,11 @@ def export_saved_model(c: ml_collections.ConfigDict, model_dir: str,
                       "export; run a search there first")
   if estimator is None:  # (a search's own config is prepared already)
     c = config_lib.prepared(c)
-  facts = facts or DatasetFacts.load(c)
-  if estimator is None:
+    facts = facts or DatasetFacts.load(c)
     estimator = build_estimator(
         c, model_dir, None, facts=facts, task=tf_config.current_task(),
         selection_input_fn=input_fns(c, model_dir, facts).selection)
-  info = facts.info
+  info = (facts or DatasetFacts.load(c)).info
   export_dir = export_dir or os.path.join(model_dir, "export")
   staging = os.path.join(export_dir, ".staging")
   # What an export killed part-way left behind; never a usable model.

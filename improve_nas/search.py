@@ -151,6 +151,7 @@ def run_search(search: "Search | ml_collections.ConfigDict",
   c, model_dir, task = search.config, search.model_dir, search.task
   overwrite = search.overwrite if overwrite is None else overwrite
   notice = on_notice or (lambda line: logging.warning("%s", line))
+  status = on_status or (lambda line: None)
   lock = ModelDirLock(model_dir, role="search" if not task.distributed else
                       "chief of a cluster",
                       cluster=task.cluster if task.distributed else None)
@@ -164,14 +165,13 @@ def run_search(search: "Search | ml_collections.ConfigDict",
               None)
     done = _prepare(c, model_dir, overwrite, notice)
     result = _Run(search, done, on_progress, progress_secs, stop,
-                  on_status or (lambda line: None), hooks).run(on_iteration)
+                  status, hooks).run(on_iteration)
     if export and result.records and not result.interrupted:
       if stop is not None and stop.signal is not None:
         result.interrupted = "stopped before the export"
       else:
-        (on_status or (lambda line: None))(
-            "exporting the final ensemble to "
-            f"{os.path.join(model_dir, 'export')}")
+        status("exporting the final ensemble to "
+               f"{os.path.join(model_dir, 'export')}")
         result.export_path = export_saved_model(
             c, model_dir, estimator=search.estimator, facts=search.facts)
     del server
