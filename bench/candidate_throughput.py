@@ -25,7 +25,10 @@ measured in the same run: the tower's multiply-adds per training step
 and the machine's dense float32 matmul rate (TensorFlow, 1024x1024), so
 that the achieved multiply-adds per second can be put against it; and a
 third leg, the Keras model compiled with XLA (`jit_compile=True`), to see
-whether XLA would pay off. Prints one JSON object.
+whether XLA would pay off (--noxla skips it); and a fourth, a plain
+two-layer Keras CNN of about the tower's multiply-adds per example, to put
+the tower's multiply-adds per second against what TensorFlow reaches on a
+network of few large ops. Prints one JSON object.
 """
 
 import json
@@ -48,6 +51,8 @@ flags.DEFINE_integer("steps", 30, "Timed steps per repetition.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps at the start of each "
                      "repetition.")
 flags.DEFINE_integer("repetitions", 3, "Alternating repetitions.")
+flags.DEFINE_bool("xla", True, "Also time the Keras leg compiled with XLA "
+                  "(slow: about ten times slower than without).")
 
 FLAGS = flags.FLAGS
 
@@ -150,6 +155,34 @@ def keras_model(c, num_classes: int, channels: int, jit: bool = False):
   return model
 
 
+def plain_cnn(c, num_classes: int, channels: int):
+  """(model, forward multiply-adds per image) of a plain two-layer Keras
+  CNN of about a 1@96 tower's multiply-adds at 32x32: 3x3 conv to 32
+  channels, 2x2 max pooling, 3x3 conv to 48, global average pooling,
+  dense; trained with the same momentum and schedule."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from improve_nas.data.input import IMAGE_KEY  # pylint: disable=g-import-not-at-top
+  size = c.image_size
+  inputs = tf.keras.Input((size, size, channels), name=IMAGE_KEY)
+  net = tf.keras.layers.Conv2D(32, 3, padding="same", activation="relu")(
+      inputs)
+  net = tf.keras.layers.MaxPooling2D(2)(net)
+  net = tf.keras.layers.Conv2D(48, 3, padding="same", activation="relu")(net)
+  net = tf.keras.layers.GlobalAveragePooling2D()(net)
+  logits = tf.keras.layers.Dense(num_classes)(net)
+  model = tf.keras.Model({IMAGE_KEY: inputs}, logits)
+  schedule = tf.keras.optimizers.schedules.CosineDecay(
+      c.learning_rate, c.steps_per_iteration)
+  model.compile(optimizer=tf.keras.optimizers.SGD(schedule,
+                                                  momentum=c.momentum),
+                loss=tf.keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True))
+  half = size // 2
+  mult_adds = (size * size * 9 * channels * 32 + half * half * 9 * 32 * 48 +
+               48 * num_classes)
+  return model, mult_adds
+
+
 def keras_repetition(model, dataset, steps: int):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   times = StepTimes()
@@ -196,7 +229,7 @@ def main(argv):
   info = datasets.load_source(c.dataset).info
   channels = info.image_shape[-1]
   steps = FLAGS.warmup + FLAGS.steps
-  results = {"adanet": [], "keras": [], "keras_xla": []}
+  results = {"adanet": [], "keras": [], "keras_xla": [], "cnn": []}
   with tempfile.TemporaryDirectory() as tmp:
     model_dir = os.path.join(tmp, "run")
     estimator = estimator_lib.make_estimator(c, model_dir=model_dir)
@@ -207,16 +240,24 @@ def main(argv):
           FLAGS.warmup, c.batch_size))
       # Keras layers made before an Estimator built its graphs are unusable
       # after it, so each repetition builds its model (untimed) anew.
-      for leg, jit in (("keras", False), ("keras_xla", True)):
+      for leg, jit in (("keras", False), ("keras_xla", True))[
+          :2 if FLAGS.xla else 1]:
         model = keras_model(c, info.num_classes, channels, jit=jit)
         times = keras_repetition(model, fns.train(), steps)
         results[leg].append(times.examples_per_second(FLAGS.warmup,
+                                                      c.batch_size))
+      cnn, cnn_mult_adds = plain_cnn(c, info.num_classes, channels)
+      times = keras_repetition(cnn, fns.train(), steps)
+      results["cnn"].append(times.examples_per_second(FLAGS.warmup,
                                                       c.batch_size))
   adanet_rate = statistics.median(results["adanet"])
   keras_rate = statistics.median(results["keras"])
   cost = tower_cost(c.initial_arch, info.num_classes, c.image_size, channels)
   step_mult_adds = 3 * cost.mult_adds * c.batch_size
   peak = matmul_rate()
+  cnn_rate = statistics.median(results["cnn"])
+  cnn_macs = 3 * cnn_mult_adds * cnn_rate
+  adanet_macs = step_mult_adds * adanet_rate / c.batch_size
   print(json.dumps({
       "benchmark": "candidate_throughput",
       "cpu_count": os.cpu_count(),
@@ -230,8 +271,9 @@ def main(argv):
       "ratio_adanet_to_keras": round(adanet_rate / keras_rate, 3),
       "keras_xla_examples_per_second": [round(r, 1)
                                         for r in results["keras_xla"]],
-      "ratio_keras_xla_to_keras": round(
-          statistics.median(results["keras_xla"]) / keras_rate, 3),
+      "ratio_keras_xla_to_keras": (round(
+          statistics.median(results["keras_xla"]) / keras_rate, 3)
+                                   if results["keras_xla"] else None),
       "forward_mult_adds_per_image": cost.mult_adds,
       "training_mult_adds_per_step": step_mult_adds,
       "adanet_gmacs_per_second": round(
@@ -241,6 +283,11 @@ def main(argv):
       "matmul_gmacs_per_second": round(peak / 1e9, 2),
       "adanet_share_of_matmul_rate": round(
           step_mult_adds * adanet_rate / c.batch_size / peak, 4),
+      "cnn_forward_mult_adds_per_image": cnn_mult_adds,
+      "cnn_examples_per_second": [round(r, 1) for r in results["cnn"]],
+      "cnn_median": round(cnn_rate, 1),
+      "cnn_gmacs_per_second": round(cnn_macs / 1e9, 3),
+      "adanet_gmacs_over_cnn_gmacs": round(adanet_macs / cnn_macs, 4),
   }))
 
 

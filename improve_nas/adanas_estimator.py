@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from improve_nas import compat
+from improve_nas import growth
 from improve_nas.builder import CandidateGenerator
 from improve_nas.compat import adanet
 from improve_nas.errors import ConfigError, SearchDiverged
@@ -125,6 +126,8 @@ class AdaNasEstimator(adanet.Estimator):
     self._last_selection = {}
     self._collecting = None
     self.candidate_evaluations = 0  # phases actually run
+    self._graphs_written = set()  # iterations whose graph TensorBoard has
+    growth.graphs_from_saver_hook_only(self.model_dir)
     compat.install_subnetwork_context()
     compat.nan_candidates_lose(self._iteration_builder)
     if self.config.train_distribute is not None:
@@ -166,6 +169,48 @@ class AdaNasEstimator(adanet.Estimator):
       self._collecting.append((filename, architecture, checkpoint_path))
     else:
       super()._save_architecture(filename, architecture, checkpoint_path)
+
+  def _execute_graph_growing_phase(self, train_input_fn, train_hooks,
+                                   checkpoint_path):
+    """adanet builds the next iteration's training graph here, in a
+    temporary session, only to write `increment.ckpt-N`; it is written
+    here from the checkpoint alone, and the next training session
+    initialises what is new (growth.py)."""
+    del train_input_fn, train_hooks
+    iteration = self._checkpoint_iteration_number(checkpoint_path)
+    growth.write_increment_checkpoint(self.model_dir, checkpoint_path,
+                                      iteration + 1,
+                                      self.config.keep_checkpoint_max)
+
+  def _create_estimator_spec(self, current_iteration, mode,
+                             iteration_number_tensor, previous_iteration_vars,
+                             is_growing_phase, evaluation_name):
+    """adanet's spec; in training, with the Saver that grows the graph from
+    an increment checkpoint and the checkpoint hook of growth.py."""
+    spec = super()._create_estimator_spec(
+        current_iteration, mode, iteration_number_tensor,
+        previous_iteration_vars, is_growing_phase, evaluation_name)
+    config = self.config
+    if mode != tf.estimator.ModeKeys.TRAIN or is_growing_phase:
+      return spec
+    checkpoint = tf.train.latest_checkpoint(config.model_dir)
+    scaffold = spec.scaffold
+    saver = growth.growing_saver(checkpoint, current_iteration.number,
+                                 config)
+    if saver is not None:
+      scaffold = tf.compat.v1.train.Scaffold(
+          summary_op=scaffold.summary_op, saver=saver,
+          local_init_op=scaffold.local_init_op)
+    hooks = list(spec.training_chief_hooks)
+    if config.save_checkpoints_secs or config.save_checkpoints_steps:
+      hooks.append(growth.SaverHook(
+          config.model_dir, save_secs=config.save_checkpoints_secs,
+          save_steps=config.save_checkpoints_steps, scaffold=scaffold,
+          save_graph_def=False,
+          write_graph=current_iteration.number not in self._graphs_written,
+          save_at_start=checkpoint is None))
+      self._graphs_written.add(current_iteration.number)
+    return spec._replace(scaffold=scaffold, training_chief_hooks=hooks)
 
   def prepare_next_iteration(self, input_fn, hooks) -> None:
     """adanet's bookkeeping between iterations, on the chief: selects the

@@ -167,8 +167,18 @@ def newest_iteration(variable_names) -> int:
              default=0)
 
 
+# The variable adanet keeps a checkpoint's iteration in.
+ITERATION_VARIABLE = "current_iteration"
+
+
 def _iteration_of(reader) -> int:
-  return newest_iteration(reader.get_variable_to_shape_map())
+  """The iteration a checkpoint starts or continues: adanet's own record of
+  it, or else the newest its variables belong to. (The checkpoint that
+  starts an iteration, increment.ckpt-N, holds none of its variables yet.)"""
+  names = reader.get_variable_to_shape_map()
+  if ITERATION_VARIABLE in names:
+    return int(reader.get_tensor(ITERATION_VARIABLE))
+  return newest_iteration(names)
 
 
 def checkpoint_iteration(model_dir: str) -> int:

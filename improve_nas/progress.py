@@ -174,7 +174,10 @@ class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
     if "images" not in results:
       return
     if self._writer is None:
-      self._writer = tf.compat.v1.summary.FileWriter(self._logdir)
+      # The writer the Estimator's own hooks share: a second one on this
+      # directory, opened within the same second, would append to the
+      # same events file name and interleave its records.
+      self._writer = tf.compat.v1.summary.FileWriterCache.get(self._logdir)
     summary = tf.compat.v1.Summary(value=[
         tf.compat.v1.Summary.Value(
             tag=f"{IMAGE_TAG}/image/{i}",
@@ -187,7 +190,7 @@ class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
   def end(self, session):
     del session
     if self._writer is not None:
-      self._writer.close()
+      self._writer.flush()
       self._writer = None
 
 

@@ -138,8 +138,9 @@ CASES = [
      ("refuses", ["config.json cannot be read (Permission denied); make it "
                   "readable"])),
     ("newest checkpoint's data cut short", _newest_checkpoint_cut, "trainer",
+     # The newest intact one is the checkpoint that started iteration 2.
      ("recovers", [f"skipped checkpoint model.ckpt-{2 * STEPS} (Read less "
-                   "bytes than requested)", f"resuming from model.ckpt-{STEPS}"
+                   "bytes than requested)", "resuming from increment.ckpt-1"
                    ", the newest intact checkpoint"])),
     ("every checkpoint's data cut short", _every_checkpoint_cut, "trainer",
      ("refuses", ["holds no intact checkpoint", "nothing was changed"])),

@@ -8,6 +8,7 @@ generator, whose report shows candidates not chosen, run in test_search.)
 """
 
 import csv
+import collections
 import glob
 import json
 import os
@@ -102,6 +103,38 @@ def test_candidate_and_ensemble_summaries(run):
              for i in range(r.iteration + 1)]
     np.testing.assert_allclose(r.mixture_weights, saved, atol=1e-6)
     assert r.mixture_weights != [1 / (r.iteration + 1)] * (r.iteration + 1)
+
+
+def test_events_hold_one_graph_per_iteration_and_read_back_whole(run):
+  """TensorBoard gets the training graph once per iteration, in the
+  model_dir's run only; no events file is cut short by a second writer;
+  each iteration after the first starts from an increment checkpoint
+  written without building a graph."""
+  _, model_dir, _, _ = run
+  graphs = {}
+  for path in glob.glob(os.path.join(model_dir, "**", "events.out.*"),
+                        recursive=True):
+    kinds = collections.Counter(
+        e.WhichOneof("what")
+        for e in tf.compat.v1.train.summary_iterator(path))  # whole, or raises
+    assert not kinds["meta_graph_def"], path
+    if kinds["graph_def"]:
+      graphs[os.path.relpath(path, model_dir)] = kinds["graph_def"]
+  assert sum(graphs.values()) == ITERATIONS, graphs
+  assert all(os.sep not in name for name in graphs), graphs
+  acc = event_accumulator.EventAccumulator(
+      model_dir, size_guidance={event_accumulator.GRAPH: 0})
+  acc.Reload()
+  assert any("/nasnet/" in node.name for node in acc.Graph().node)
+  for iteration in range(1, ITERATIONS):
+    prefix = os.path.join(model_dir, f"increment.ckpt-{iteration}")
+    reader = tf.train.load_checkpoint(prefix)
+    names = reader.get_variable_to_shape_map()
+    assert int(reader.get_tensor("current_iteration")) == iteration
+    assert not [n for n in names if n.startswith(f"adanet/iteration_"
+                                                 f"{iteration}/")]
+    assert not glob.glob(prefix + ".meta")
+  assert not os.path.exists(os.path.join(model_dir, "temp_model_dir"))
 
 
 def test_search_run_has_architecture_text_and_images(run):

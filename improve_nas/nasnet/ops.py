@@ -160,11 +160,30 @@ class FactorizedReduction(tf.keras.layers.Layer):
 
   @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None):
-    shifted = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
-    paths = [self.path2(shifted[:, ::2, ::2, :])]
+    even, shifted_even = _even_pixels(inputs)
+    paths = [self.path2(shifted_even)]
     if self.path1 is not None:
-      paths.insert(0, self.path1(inputs[:, ::2, ::2, :]))
+      paths.insert(0, self.path1(even))
     return self.bn(tf.concat(paths, axis=-1), training=training)
+
+
+def _even_pixels(inputs: tf.Tensor):
+  """(inputs[:, ::2, ::2], the same one pixel down and right, zero-padded).
+
+  When height and width are even and known, these are two channel blocks
+  of space_to_depth: the same values as the strided slices, whose gradient
+  (StridedSliceGrad) took a tenth of a tower's training step on the CPU.
+  """
+  height, width, channels = inputs.shape[1:]
+  if None in (height, width, channels) or height % 2 or width % 2:
+    shifted = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
+    return inputs[:, ::2, ::2, :], shifted[:, ::2, ::2, :]
+  # Channel blocks of space_to_depth: (row offset, column offset) = (0, 0),
+  # (0, 1), (1, 0), (1, 1).
+  blocks = tf.nn.space_to_depth(inputs, 2)
+  size = [-1, -1, -1, channels]
+  return (tf.slice(blocks, [0, 0, 0, 0], size),
+          tf.slice(blocks, [0, 0, 0, 3 * channels], size))
 
 
 class _Pool(tf.keras.layers.Layer):
