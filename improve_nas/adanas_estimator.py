@@ -178,6 +178,14 @@ class AdaNasEstimator(adanet.Estimator):
     initialises what is new (growth.py)."""
     del train_input_fn, train_hooks
     iteration = self._checkpoint_iteration_number(checkpoint_path)
+    # What building the next graph would do first: end the search when no
+    # candidate of the next iteration fits the budget (SearchEnded).
+    architecture = self._read_architecture(
+        self._architecture_filename(iteration))
+    self._generator.check_next_fits(
+        [name for _, names in architecture.subnetworks_grouped_by_iteration
+         for name in names],
+        iteration + 1)
     growth.write_increment_checkpoint(self.model_dir, checkpoint_path,
                                       iteration + 1,
                                       self.config.keep_checkpoint_max)
@@ -208,7 +216,7 @@ class AdaNasEstimator(adanet.Estimator):
           save_steps=config.save_checkpoints_steps, scaffold=scaffold,
           save_graph_def=False,
           write_graph=current_iteration.number not in self._graphs_written,
-          save_at_start=checkpoint is None))
+          save_at_start=True))
       self._graphs_written.add(current_iteration.number)
     return spec._replace(scaffold=scaffold, training_chief_hooks=hooks)
 

@@ -256,6 +256,13 @@ class CandidateGenerator(adanet.subnetwork.Generator):
     self._builder_fn = builder_fn  # arch -> adanet.subnetwork.Builder
     self.fitting: Dict[int, List[Candidate]] = {}
 
+  def check_next_fits(self, member_names: List[str], iteration: int) -> None:
+    """Raises SearchEnded when no candidate of `iteration` fits the budget
+    after the members named (candidate names, oldest first)."""
+    archs = [ArchSpec.parse(name.split("_", 1)[1].replace("x", "@"))
+             for name in member_names]
+    self._proposer.fitting_after(archs, iteration)
+
   def generate_candidates(self, previous_ensemble, iteration_number,
                           previous_ensemble_reports, all_reports, config):
     del previous_ensemble_reports, all_reports, config

@@ -91,6 +91,11 @@ class Proposer:
           f"{used:,} parameters; proposed {sizes})")
     return fitting
 
+  def fitting_after(self, archs: Sequence[ArchSpec],
+                    iteration: int) -> List[Candidate]:
+    """`fitting` after members of these architectures (oldest first)."""
+    return self.fitting([(a, self._count_fn(a)) for a in archs], iteration)
+
   def check_first_fits(self) -> None:
     """Raises ConfigError when no first candidate fits the budget."""
     proposed, fitting = self.candidates([])
