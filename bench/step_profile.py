@@ -27,11 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-flags.DEFINE_string("arch", "1@96", "Tower N@P.")
-flags.DEFINE_integer("image_size", 32, "Image side.")
-flags.DEFINE_integer("channels", 1, "Image channels.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("num_classes", 10, "Classes.")
+# The tower flags (--arch, --image_size, --channels, --batch_size,
+# --num_classes), the tower and its loss.
+from tower_construction import candidate_loss, make_tower  # pylint: disable=g-bad-import-order
+
+flags.FLAGS.set_default("image_size", 32)
 flags.DEFINE_integer("steps", 30, "Warm-up steps, then timed steps.")
 flags.DEFINE_integer("traced", 5, "Traced steps.")
 flags.DEFINE_integer("top", 15, "Op types reported.")
@@ -44,24 +44,16 @@ def training_step():
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from improve_nas import optimizers  # pylint: disable=g-import-not-at-top
-  from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   images = tf.constant(rng.uniform(-1, 1, [
       FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size,
       FLAGS.channels]).astype(np.float32))
   labels = tf.constant(rng.randint(0, FLAGS.num_classes, FLAGS.batch_size))
   step = tf.compat.v1.train.get_or_create_global_step()
-  tower = NasnetTower(FLAGS.arch, FLAGS.num_classes, use_aux_head=True,
-                      seed=1, aux_head_filters=(32, 128))
+  tower = make_tower()
   seed = tf.stack([tf.cast(step, tf.int64), tf.constant(3, tf.int64)])
   outputs = tower(images, training=True, progress=0.5, seed=seed)
-  onehot = tf.one_hot(labels, FLAGS.num_classes)
-  loss = (tf.compat.v1.losses.softmax_cross_entropy(
-      onehot, outputs["logits"], label_smoothing=0.1) +
-          0.4 * tf.compat.v1.losses.softmax_cross_entropy(
-              onehot, outputs["aux_logits"], label_smoothing=0.1) +
-          1e-4 * tf.add_n([tf.nn.l2_loss(v) for v in tower.trainable_weights
-                           if "kernel" in v.name]))
+  loss = candidate_loss(tower, outputs, labels)
   rate = optimizers.cosine_learning_rate(0.05, step, 1000)
   train = optimizers.momentum_train_op(loss, tower.trainable_weights, rate,
                                        0.9, clip_norm=5.0,

@@ -36,10 +36,32 @@ flags.DEFINE_integer("repetitions", 5, "Builds of each kind.")
 FLAGS = flags.FLAGS
 
 
+def make_tower():
+  """The --arch tower, with the demo's 32/128-channel auxiliary head."""
+  from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
+  return NasnetTower(FLAGS.arch, FLAGS.num_classes, use_aux_head=True,
+                     seed=1, aux_head_filters=(32, 128))
+
+
+def candidate_loss(tower, outputs, labels):
+  """A candidate's training loss as the adanet engine builds it: cross
+  entropy with label smoothing, the auxiliary head's, weight decay."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  onehot = tf.one_hot(labels, FLAGS.num_classes)
+
+  def cross_entropy(logits):
+    return tf.compat.v1.losses.softmax_cross_entropy(onehot, logits,
+                                                     label_smoothing=0.1)
+
+  return (cross_entropy(outputs["logits"]) +
+          0.4 * cross_entropy(outputs["aux_logits"]) +
+          1e-4 * tf.add_n([tf.nn.l2_loss(v) for v in tower.trainable_weights
+                           if "kernel" in v.name]))
+
+
 def build(training: bool):
   """(ops, seconds, variables) of one tower built in a fresh graph."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from improve_nas.nasnet.tower import NasnetTower  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default() as graph:
     images = tf.compat.v1.placeholder(
         tf.float32, [FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size,
@@ -47,20 +69,13 @@ def build(training: bool):
     labels = tf.compat.v1.placeholder(tf.int32, [FLAGS.batch_size])
     before = len(graph.get_operations())
     start = time.perf_counter()
-    tower = NasnetTower(FLAGS.arch, FLAGS.num_classes, use_aux_head=True,
-                        seed=1, aux_head_filters=(32, 128))
+    tower = make_tower()
     seed = tf.constant([1, 2], tf.int64)
     outputs = tower(images, training=training, progress=0.5,
                     seed=seed if training else None)
     if training:
-      onehot = tf.one_hot(labels, FLAGS.num_classes)
-      loss = (tf.compat.v1.losses.softmax_cross_entropy(
-          onehot, outputs["logits"], label_smoothing=0.1) +
-              0.4 * tf.compat.v1.losses.softmax_cross_entropy(
-                  onehot, outputs["aux_logits"], label_smoothing=0.1) +
-              1e-4 * tf.add_n([tf.nn.l2_loss(v) for v in
-                               tower.trainable_weights if "kernel" in v.name]))
-      tf.gradients(loss, tower.trainable_weights)
+      tf.gradients(candidate_loss(tower, outputs, labels),
+                   tower.trainable_weights)
     seconds = time.perf_counter() - start
     ops = len(graph.get_operations()) - before
     variables = len(tower.weights)

@@ -215,8 +215,7 @@ class AdaNasEstimator(adanet.Estimator):
           config.model_dir, save_secs=config.save_checkpoints_secs,
           save_steps=config.save_checkpoints_steps, scaffold=scaffold,
           save_graph_def=False,
-          write_graph=current_iteration.number not in self._graphs_written,
-          save_at_start=True))
+          write_graph=current_iteration.number not in self._graphs_written))
       self._graphs_written.add(current_iteration.number)
     return spec._replace(scaffold=scaffold, training_chief_hooks=hooks)
 

@@ -18,7 +18,8 @@ from improve_nas.compat import adanet
 from improve_nas.data.input import IMAGE_KEY
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
-from improve_nas.proposals import Candidate, Proposer, candidate_name
+from improve_nas.proposals import (Candidate, Proposer, candidate_arch,
+                                  candidate_name)
 
 __all__ = ["TrainingConfig", "NasnetBuilder", "CandidateGenerator",
            "LOSS_COLLECTION", "MEMBER_LOGITS_COLLECTION", "IMAGE_COLLECTION",
@@ -259,9 +260,8 @@ class CandidateGenerator(adanet.subnetwork.Generator):
   def check_next_fits(self, member_names: List[str], iteration: int) -> None:
     """Raises SearchEnded when no candidate of `iteration` fits the budget
     after the members named (candidate names, oldest first)."""
-    archs = [ArchSpec.parse(name.split("_", 1)[1].replace("x", "@"))
-             for name in member_names]
-    self._proposer.fitting_after(archs, iteration)
+    self._proposer.fitting_after([candidate_arch(n) for n in member_names],
+                                 iteration)
 
   def generate_candidates(self, previous_ensemble, iteration_number,
                           previous_ensemble_reports, all_reports, config):

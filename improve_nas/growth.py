@@ -14,9 +14,7 @@ checkpoint holds. The values a session starts from are the same as before.
 
 The training sessions' checkpoint hook (`SaverHook`) writes the graph to
 TensorBoard once per iteration and process (the stock hook writes a
-GraphDef and a MetaGraphDef at every session start), and saves a checkpoint
-at session start only when there is none yet to resume from (the stock hook
-saves the state it has just restored). `graphs_from_saver_hook_only` keeps
+GraphDef and a MetaGraphDef at every session start). `graphs_from_saver_hook_only` keeps
 the summary writers TensorFlow and adanet open in a model_dir (training
 summaries, each candidate's evaluation) from writing the graph again.
 """
@@ -91,7 +89,6 @@ class GrowingSaver(tf.compat.v1.train.Saver):
     # Built now: the variables it restores all exist.
     self._present = tf.compat.v1.train.Saver(var_list=present, sharded=True)
     self._initialize = None
-    self.grew = False  # whether a restore was the growing one
 
   def build(self):
     super().build()
@@ -105,7 +102,6 @@ class GrowingSaver(tf.compat.v1.train.Saver):
       return super().restore(sess, save_path)
     sess.run(self._initialize)
     self._present.restore(sess, save_path)
-    self.grew = True
     return None
 
 
@@ -136,23 +132,22 @@ def growing_saver(checkpoint: Optional[str], iteration: int,
 
 
 class SaverHook(tf.compat.v1.train.CheckpointSaverHook):
-  """The Estimator's CheckpointSaverHook, with what it writes at session
-  start cut to what is needed: the graph (a GraphDef, no MetaGraphDef) only
-  when `write_graph`, and a checkpoint only when `save_at_start`."""
+  """The Estimator's CheckpointSaverHook, which writes the graph at session
+  start only when `write_graph`, and then as a GraphDef alone (the stock
+  hook adds a MetaGraphDef holding the same graph again)."""
 
-  def __init__(self, *args, write_graph: bool, save_at_start: bool,
-               **kwargs):
+  def __init__(self, *args, write_graph: bool, **kwargs):
     super().__init__(*args, **kwargs)
     self._write_graph = write_graph
-    self._save_at_start = save_at_start
 
   def after_create_session(self, session, coord):
     del coord
     global_step = session.run(self._global_step_tensor)
     if self._write_graph:
       self._summary_writer.add_graph(tf.compat.v1.get_default_graph())
-    if self._save_at_start:
-      self._save(session, global_step)
+    # As the stock hook: the state the session starts from (for the first
+    # session of an iteration, the grown one) is a checkpoint.
+    self._save(session, global_step)
     self._timer.update_last_triggered_step(global_step)
 
 

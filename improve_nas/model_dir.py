@@ -191,7 +191,11 @@ def checkpoint_iteration(model_dir: str) -> int:
 def latest_global_step(model_dir: Optional[str]) -> int:
   """The global step of the latest checkpoint in `model_dir` (0 if none)."""
   path = tf.train.latest_checkpoint(model_dir) if model_dir else None
-  return int(path.rsplit("-", 1)[-1]) if path else 0
+  if not path:
+    return 0
+  # Not the number in its name: increment.ckpt-N, which starts iteration N,
+  # is named after the iteration.
+  return int(tf.train.load_checkpoint(path).get_tensor("global_step"))
 
 
 def _set_aside_later_state(model_dir: str, iteration: int) -> List[str]:

@@ -17,12 +17,18 @@ from improve_nas.errors import ConfigError, SearchEnded
 from improve_nas.nasnet.arch import ArchSpec
 
 __all__ = ["Candidate", "Proposer", "ConstantProposer", "DynamicProposer",
-           "GENERATORS", "make_proposer", "candidate_name", "member_key"]
+           "GENERATORS", "make_proposer", "candidate_name", "candidate_arch",
+           "member_key"]
 
 
 def candidate_name(arch: ArchSpec) -> str:
   """A candidate's name in graphs, records and metrics: "nasnet_1x96"."""
   return f"nasnet_{arch.slug}"
+
+
+def candidate_arch(name: str) -> ArchSpec:
+  """The architecture of a candidate's name: "nasnet_1x96" -> 1@96."""
+  return ArchSpec.parse(name.removeprefix("nasnet_").replace("x", "@"))
 
 
 def member_key(iteration: int, name: str) -> str:

@@ -10,7 +10,8 @@ from improve_nas.builder import CandidateGenerator
 from improve_nas.compat import adanet
 from improve_nas.ensemble import MixtureWeightEnsembler
 from improve_nas.errors import SearchEnded
-from improve_nas.proposals import ConstantProposer, DynamicProposer
+from improve_nas.proposals import (ConstantProposer, DynamicProposer,
+                                  candidate_arch, candidate_name)
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.counting import count_params
 
@@ -173,3 +174,14 @@ def test_budget_filters_candidates_and_ends_the_search():
         learn=False, n_members=1, shared={"arch": "1@24", "params": small})
     with pytest.raises(SearchEnded, match=r"budget of [\d,]+.*1@24"):
       const.generate_candidates(previous, 1, None, None, None)
+  # The check growth makes before writing the next iteration's checkpoint,
+  # from the members' names in adanet's architecture file.
+  with pytest.raises(SearchEnded, match=r"budget of [\d,]+.*1@24"):
+    const.check_next_fits(["nasnet_1x24"], 1)
+  const.check_next_fits([], 0)  # the first member fits
+
+
+def test_candidate_names_give_back_their_architecture():
+  for text in ("1@24", "6@768", "7@2304"):
+    arch = ArchSpec.parse(text)
+    assert candidate_arch(candidate_name(arch)) == arch
