@@ -18,8 +18,8 @@ $(STAMP): $(VENV)/bin/python requirements.txt requirements-nodeps.txt constraint
 
 install: $(STAMP)
 
-# The test suite (fast tests only; 843 s, under 15 minutes, on 2 cores, from a
-# fresh clone).
+# The test suite (fast tests only; 720-954 s on 2 cores, measured four times in
+# one evening as the machine slowed; 843 s before issue 25 on a fresh clone).
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
