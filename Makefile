@@ -5,7 +5,18 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo compare bench wheel bazel-test clean
+.PHONY: install install-keras test test-all demo demo-keras compare bench \
+	wheel bazel-test clean
+
+# The Keras engine's environment: Python 3.12 (3.13 works too:
+# make KERAS_PYTHON=python3.13), the first interpreter found that runs.
+KERAS_PYTHON ?= $(firstword $(foreach p,python3.12 \
+	$(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.13 \
+	$(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+	$(shell $(p) -c "" >/dev/null 2>&1 && echo $(p))))
+KVENV  ?= .venv-keras
+KPY    := $(KVENV)/bin/python
+KSTAMP := $(KVENV)/.installed
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +29,35 @@ $(STAMP): $(VENV)/bin/python requirements.txt requirements-nodeps.txt constraint
 
 install: $(STAMP)
 
+$(KVENV)/bin/python:
+	@test -n "$(KERAS_PYTHON)" || { echo "no Python 3.12 or 3.13 found; set KERAS_PYTHON=" >&2; exit 2; }
+	$(KERAS_PYTHON) -m venv $(KVENV)
+
+$(KSTAMP): $(KVENV)/bin/python requirements-keras.txt constraints-keras.txt setup.py
+	$(KPY) -m pip install --quiet -c constraints-keras.txt -r requirements-keras.txt
+	$(KPY) -m pip install --quiet --no-deps -e .
+	touch $(KSTAMP)
+
+install-keras: $(KSTAMP)
+
 # The test suite (fast tests only; 720-954 s on 2 cores, measured four times in
 # one evening as the machine slowed; 843 s before issue 25 on a fresh clone).
-test: $(STAMP)
+test: $(STAMP) $(KSTAMP)
 	$(PY) -m pytest -q tests
+	$(KPY) -m pytest -q tests_keras
 
 # Also the slow tests.
-test-all: $(STAMP)
+test-all: $(STAMP) $(KSTAMP)
 	$(PY) -m pytest -q --runslow tests
+	$(KPY) -m pytest -q --runslow tests_keras
 
 # The offline demo search on the embedded digits dataset.
 demo: $(STAMP)
 	$(VENV)/bin/improve-nas --model_dir=runs/demo --overwrite
+
+# The same demo search on the Keras 3 engine (Python 3.12).
+demo-keras: $(KSTAMP)
+	$(KVENV)/bin/improve-nas --engine=keras --model_dir=runs/demo-keras --overwrite
 
 # The demo study: the demo search against one tower of its size and the
 # paper's ablations, 3 seeds each (about an hour on 2 cores; resumable).
@@ -62,5 +90,5 @@ bazel-test: $(STAMP)
 	bazel test //tests/...
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache dist build
+	rm -rf $(VENV) $(KVENV) runs .pytest_cache dist build
 	command -v bazel >/dev/null && bazel clean --expunge || true

@@ -17,11 +17,15 @@ setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    # TensorFlow 2.15 has wheels for 3.9-3.11, but this pinned stack
-    # installs on 3.11 only (README: Installing).
-    python_requires=">=3.11,<3.12",
+    # The adanet engine's pinned stack (install_requires) installs on 3.11
+    # only; the Keras engine's (requirements-keras.txt, installed with
+    # --no-deps for the package itself) on 3.12 and 3.13 (README:
+    # Installing).
+    python_requires=">=3.11,<3.14",
     classifiers=[
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

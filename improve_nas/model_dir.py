@@ -39,7 +39,7 @@ __all__ = ["RECORD_TAG", "CONFIG_TAG", "DAMAGED_DIR", "SUMMARY_DIR",
            "summary_metadata", "recovered_records", "recovered_config",
            "saved_config", "saved_records", "ensure_intact_checkpoint",
            "checkpoint_damage", "newest_iteration", "checkpoint_iteration",
-           "latest_global_step"]
+           "latest_global_step", "global_step_of"]
 
 RECORD_TAG = "improve_nas/record"   # one IterationRecord as JSON
 CONFIG_TAG = "improve_nas/config"   # the config of a start, as JSON
@@ -195,7 +195,16 @@ def latest_global_step(model_dir: Optional[str]) -> int:
     return 0
   # Not the number in its name: increment.ckpt-N, which starts iteration N,
   # is named after the iteration.
-  return int(tf.train.load_checkpoint(path).get_tensor("global_step"))
+  return global_step_of(tf.train.load_checkpoint(path))
+
+
+def global_step_of(reader) -> int:
+  """The global step a checkpoint holds: adanet's variable, or the Keras
+  engine's tf.train.Checkpoint attribute."""
+  for key in ("global_step", "global_step/.ATTRIBUTES/VARIABLE_VALUE"):
+    if reader.has_tensor(key):
+      return int(reader.get_tensor(key))
+  return 0
 
 
 def _set_aside_later_state(model_dir: str, iteration: int) -> List[str]:
@@ -272,7 +281,7 @@ def ensure_intact_checkpoint(model_dir: str,
     notes.append(f"resuming from {os.path.basename(good)}, the newest intact "
                  "checkpoint")
   reader = tf.train.load_checkpoint(good)
-  step = int(reader.get_tensor("global_step"))
+  step = global_step_of(reader)
   if skipped and steps_per_iteration:
     iteration = _iteration_of(reader)
     if step < (iteration + 1) * steps_per_iteration:

@@ -12,34 +12,19 @@ evaluation), once one iteration has finished.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 
 from improve_nas.builder import (IMAGE_COLLECTION, LOSS_COLLECTION,
                                  tensor_candidate, tensor_iteration)
+from improve_nas.progress_line import Progress, format_progress, format_seconds
 
 __all__ = ["Progress", "ProgressHook", "ImageSummaryHook", "IMAGE_TAG",
            "format_progress", "format_seconds"]
 
 IMAGE_TAG = "augmented_images"
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-  iteration: int                 # 0-based
-  iterations: int                # config.max_iterations
-  step: int                      # steps done in this iteration
-  steps: int                     # steps per iteration
-  examples_per_second: Optional[float]  # None while warming up
-  losses: Dict[str, float]       # each training candidate's total loss
-  eta_iteration: Optional[float]  # seconds; None while warming up
-  eta_search: Optional[float]
-  # Measured seconds per iteration outside its training steps (graph
-  # rebuilds, selection, evaluation); None in the first iteration.
-  overhead: Optional[float] = None
 
 
 class ProgressHook(tf.compat.v1.train.SessionRunHook):
@@ -192,30 +177,3 @@ class ImageSummaryHook(tf.compat.v1.train.SessionRunHook):
     if self._writer is not None:
       self._writer.flush()
       self._writer = None
-
-
-def format_seconds(seconds: Optional[float]) -> str:
-  """3725 -> '1h02m', 125 -> '2m05s', None -> '?'."""
-  if seconds is None:
-    return "?"
-  seconds = int(round(seconds))
-  if seconds >= 3600:
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-  if seconds >= 60:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds}s"
-
-
-def format_progress(p: Progress) -> str:
-  """One console line, e.g. 'iteration 2/10  step 300/1000  410 ex/s ...'."""
-  if len(p.losses) == 1:
-    loss = f"loss {next(iter(p.losses.values())):.4f}"
-  else:
-    loss = "loss " + " ".join(f"{k}={v:.4f}" for k, v in sorted(
-        p.losses.items()))
-  speed = ("warming up" if p.examples_per_second is None
-           else f"{p.examples_per_second:,.0f} ex/s")
-  return (f"  iteration {p.iteration + 1}/{p.iterations}  step {p.step}/"
-          f"{p.steps}  {speed}  {loss}  ETA iteration "
-          f"{format_seconds(p.eta_iteration)}, search "
-          f"{format_seconds(p.eta_search)}")

@@ -23,11 +23,17 @@ from improve_nas.errors import ConfigError
 from improve_nas.lock import LOCK_FILE
 
 __all__ = ["CandidateRecord", "IterationRecord", "RECORDS_FILE",
-           "CONFIG_FILE", "DamagedFile", "load_search", "load_records", "load_saved_config",
+           "CONFIG_FILE", "ENGINE_FILE", "ENGINES", "saved_engine",
+           "write_engine", "DamagedFile", "load_search", "load_records", "load_saved_config",
            "write_records", "check_model_dir", "check_model_dir_usable"]
 
 RECORDS_FILE = "search.json"
 CONFIG_FILE = "config.json"
+# Which engine's search a model_dir holds: {"engine": "keras"}. A search
+# with a config.json and no such file is the adanet engine's (it predates
+# the file, and the adanet engine writes none).
+ENGINE_FILE = "engine.json"
+ENGINES = ("adanet", "keras")
 
 
 @dataclasses.dataclass
@@ -204,10 +210,45 @@ def check_model_dir_usable(model_dir: str) -> None:
 _UNREAD = object()
 
 
+def saved_engine(model_dir: str) -> Optional[str]:
+  """The engine whose search `model_dir` holds; None when it holds none.
+
+  Raises:
+    DamagedFile: engine.json cannot be read or does not parse.
+  """
+  marker = _read_json(model_dir, ENGINE_FILE)
+  if marker is not None:
+    return str(marker.get("engine"))
+  if tf.io.gfile.exists(os.path.join(model_dir, CONFIG_FILE)):
+    return "adanet"
+  return None
+
+
+def write_engine(model_dir: str, engine: str) -> None:
+  """Marks `model_dir` as holding a search of `engine` (not "adanet")."""
+  path = os.path.join(model_dir, ENGINE_FILE)
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    json.dump({"engine": engine}, f)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def check_engine(model_dir: str, engine: str) -> None:
+  """Raises ConfigError if `model_dir` holds another engine's search."""
+  held = saved_engine(model_dir)
+  if held is not None and held != engine:
+    raise ConfigError(
+        f"model_dir {model_dir!r} holds a search of the {held} engine, not "
+        f"the {engine} one; run it with --engine={held}, choose another "
+        "--model_dir, or pass --overwrite to start over")
+
+
 def check_model_dir(c: ml_collections.ConfigDict, model_dir: str,
-                    saved=_UNREAD) -> None:
-  """Raises ConfigError if `model_dir` holds a search with another config
-  (`saved`: that search's config, when already read; None for none)."""
+                    saved=_UNREAD, engine: str = "adanet") -> None:
+  """Raises ConfigError if `model_dir` holds a search of another engine or
+  with another config (`saved`: that search's config, when already read;
+  None for none)."""
+  if tf.io.gfile.isdir(model_dir):
+    check_engine(model_dir, engine)
   if saved is _UNREAD:
     saved = load_saved_config(model_dir)
   if saved is not None:

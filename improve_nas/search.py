@@ -34,12 +34,11 @@ from improve_nas.estimator import (BuilderFn, InputFns, MemberAccuracyHook,
 from improve_nas.export import export_saved_model
 from improve_nas.iteration import (IterationFacts, diverged_message,
                                    make_record, summarize)
-from improve_nas.lock import LOCK_FILE, ModelDirLock
+from improve_nas.lock import ModelDirLock
 from improve_nas.model_dir import (CONFIG_TAG, SUMMARY_DIR,
-                                   checkpoint_iteration,
-                                   ensure_intact_checkpoint,
-                                   latest_global_step, saved_config,
-                                   saved_records, summary_metadata)
+                                   checkpoint_iteration, latest_global_step,
+                                   saved_config, summary_metadata)
+from improve_nas.prepare import prepare_model_dir
 from improve_nas.progress import ImageSummaryHook, Progress, ProgressHook
 from improve_nas.records import (CONFIG_FILE, RECORDS_FILE, DamagedFile,
                                  IterationRecord, check_model_dir,
@@ -163,7 +162,7 @@ def run_search(search: "Search | ml_collections.ConfigDict",
     # referenced until the search returns).
     server = (tf_config.start_server(task) if task.type == "chief" else
               None)
-    done = _prepare(c, model_dir, overwrite, notice)
+    done, _ = prepare_model_dir(c, model_dir, overwrite, notice)
     result = _Run(search, done, on_progress, progress_secs, stop,
                   status, hooks).run(on_iteration)
     if export and result.records and not result.interrupted:
@@ -178,45 +177,6 @@ def run_search(search: "Search | ml_collections.ConfigDict",
     return result
   finally:
     lock.release()
-
-
-def _prepare(c, model_dir: str, overwrite: bool, notice
-             ) -> List[IterationRecord]:
-  """With the lock held: starts over, or checks what the model_dir holds
-  and recovers what can be; writes config.json. Returns the records of
-  the iterations already done."""
-  tf.io.gfile.makedirs(model_dir)
-  config_path = os.path.join(model_dir, CONFIG_FILE)
-  if overwrite:
-    for name in tf.io.gfile.listdir(model_dir):
-      path = os.path.join(model_dir, name)
-      if name == LOCK_FILE:
-        continue
-      if tf.io.gfile.isdir(path):
-        tf.io.gfile.rmtree(path)
-      else:
-        tf.io.gfile.remove(path)
-    done = []
-  else:
-    saved, damaged = saved_config(model_dir)  # again, under the lock
-    if saved is not None:  # (a cluster's workers may have written already)
-      check_model_dir(c, model_dir, saved)
-    if damaged:
-      tf.io.gfile.rename(config_path, config_path + ".damaged", overwrite=True)
-      notice(f"{damaged}; kept the damaged file as {CONFIG_FILE}.damaged")
-    step, lines = ensure_intact_checkpoint(model_dir, c.steps_per_iteration)
-    for line in lines:
-      notice(line)
-    done, rebuilt = saved_records(model_dir, step,
-                                  checkpoint_iteration(model_dir))
-    if rebuilt:
-      notice(rebuilt)
-      write_records(model_dir, done, None)
-  # Written whole, then renamed: a worker of a cluster may read it now.
-  with tf.io.gfile.GFile(config_path + ".tmp", "w") as f:
-    f.write(c.to_json(indent=1))
-  tf.io.gfile.rename(config_path + ".tmp", config_path, overwrite=True)
-  return done
 
 
 class _Run:

@@ -18,18 +18,17 @@ if importlib.util.find_spec("improve_nas") is None and _ROOT not in sys.path:
 # the import alias it needs on TF 2.15.)
 from improve_nas.verbosity import set_tf_verbosity  # noqa: E402  pylint: disable=g-import-not-at-top
 
-import pytest  # noqa: E402  pylint: disable=g-import-not-at-top
+import killable  # noqa: E402  pylint: disable=g-import-not-at-top
 
 set_tf_verbosity(False)
 
 
 def pytest_addoption(parser):
-  parser.addoption("--runslow", action="store_true", default=False,
-                   help="also run tests marked slow")
+  killable.add_slow_option(parser)
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: a slow test, run with --runslow")
+  killable.register_slow_marker(config)
   # adanet 0.9.0 compares versions with distutils' LooseVersion.
   config.addinivalue_line(
       "filterwarnings",
@@ -37,9 +36,4 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-  if config.getoption("--runslow"):
-    return
-  skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
-  for item in items:
-    if "slow" in item.keywords:
-      item.add_marker(skip_slow)
+  killable.skip_slow_unless_asked(config, items)

@@ -134,3 +134,20 @@ def test_a_config_json_from_before_the_renaming_still_resumes(tmp_path):
   c.learning_rate = 0.1
   with pytest.raises(ConfigError, match="config.learning_rate=0.05 "):
     records.check_model_dir(c, str(tmp_path))
+
+
+def test_a_keras_engine_model_dir_is_refused_by_the_adanet_engine(tmp_path):
+  from improve_nas import records  # pylint: disable=g-import-not-at-top
+  from improve_nas.configs.demo import get_config  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  (model_dir / records.CONFIG_FILE).write_text(get_config().to_json(indent=1))
+  records.write_engine(str(model_dir), "keras")
+  before = sorted(os.listdir(model_dir))
+  proc = _run("trainer.main", f"--model_dir={model_dir}")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1, proc.stderr
+  assert "holds a search of the keras engine" in lines[0]
+  assert "--engine=keras" in lines[0] and "--overwrite" in lines[0]
+  assert sorted(os.listdir(model_dir)) == before

@@ -9,14 +9,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 
 import pytest
 import tensorflow as tf
 
 from improve_nas import search
+from killable import Process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 8
@@ -32,60 +31,17 @@ FLAGS = ["--config.image_size=8", "--config.initial_arch=1@24",
          "--progress_secs=0.001"]
 
 
-class Run:
+class Run(Process):
   """One `improve-nas` process; `until(pattern, sig)` sends `sig` when a line
   of its output matches, then waits for it to end."""
 
   def __init__(self, model_dir, generator, extra=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT,
                PYTHONUNBUFFERED="1")
-    self.proc = subprocess.Popen(
+    super().__init__(
         [sys.executable, "-m", "trainer.main", *FLAGS,
          f"--config.generator={generator}", f"--model_dir={model_dir}",
-         *extra], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    self.lines = []
-    self.signalled = False
-
-  def until(self, pattern=None, sig=signal.SIGKILL, timeout=400, path=None):
-    """`path`: instead of a pattern, kill as soon as this path exists."""
-    watchdog = threading.Timer(timeout, self.proc.kill)
-    watchdog.start()
-    done = threading.Event()
-
-    def watch():
-      while not done.wait(0.01):
-        if os.path.exists(path):
-          self.proc.send_signal(sig)
-          self.signalled = True
-          return
-
-    if path:
-      threading.Thread(target=watch, daemon=True).start()
-    try:
-      for line in self.proc.stdout:
-        self.lines.append(line)
-        if pattern and not self.signalled and re.search(pattern, line):
-          self.proc.send_signal(sig)
-          self.signalled = True
-      self.proc.wait()
-    finally:
-      done.set()
-      watchdog.cancel()
-      if self.proc.poll() is None:
-        self.proc.kill()
-        self.proc.wait()
-    assert not (pattern or path) or self.signalled, (
-        f"{pattern or path!r} never appeared:\n{self.output[-3000:]}")
-    return self
-
-  @property
-  def output(self):
-    return "".join(self.lines)
-
-  @property
-  def returncode(self):
-    return self.proc.returncode
+         *extra], cwd=ROOT, env=env)
 
 
 def _records(model_dir):

@@ -18,8 +18,16 @@ _NEEDED = (
 )
 
 
+def _adanet_wanted() -> bool:
+  """adanet is the default engine's, and installs on Python 3.11 only; the
+  Keras engine (--engine=keras, Python 3.12 and 3.13) needs none."""
+  return sys.version_info < (3, 12) and "--engine=keras" not in sys.argv
+
+
 def _check_installed() -> None:
   for module, fix in _NEEDED:
+    if module == "adanet" and not _adanet_wanted():
+      continue
     if importlib.util.find_spec(module) is None:
       prog = os.path.basename(sys.argv[0]) if sys.argv else "improve_nas"
       print(f"{prog}: error: {module} is not installed in {sys.prefix}; "

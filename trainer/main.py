@@ -15,7 +15,6 @@ flags or config values print one line and exit with status 2.
 
 from __future__ import annotations
 
-import errno
 import logging as logging_std
 import os
 import sys
@@ -28,6 +27,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from trainer import cli
+from trainer import search_output
 from improve_nas.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -50,6 +50,10 @@ flags.DEFINE_enum("distribution", "none", ["none", "mirrored"],
                   "mirrored: split each training step over this machine's "
                   "GPUs (or --cpu_devices CPU devices) with MirroredStrategy; "
                   "config.batch_size is the global batch.")
+flags.DEFINE_enum("engine", "adanet", ["adanet", "keras"],
+                  "adanet: adanet 0.9 on tf.estimator (Python 3.11, TF 2.15; "
+                  "clusters). keras: the Keras 3 engine (Python 3.12/3.13, "
+                  "TF 2.21; one machine).")
 flags.DEFINE_integer("cpu_devices", 0,
                      "With --distribution=mirrored: replicas on this many "
                      "logical CPU devices instead of the GPUs (0: the GPUs).")
@@ -62,9 +66,19 @@ def _fail(message: str) -> None:
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags take the form --name=value")
+  if FLAGS.engine == "keras":
+    from trainer import keras_main  # pylint: disable=g-import-not-at-top
+    _quiet_storage_failures()
+    keras_main.main(FLAGS, _fail)
+    return
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("adanet") is None:
+    _fail(f"the adanet engine needs adanet 0.9.0, which is not installed in "
+          f"{sys.prefix} (it runs on Python 3.11 only: make install); on "
+          f"Python {sys.version_info[0]}.{sys.version_info[1]} use "
+          "--engine=keras")
   # pylint: disable=g-import-not-at-top
   from improve_nas import progress
-  from improve_nas import report
   from improve_nas import search
   from improve_nas import tf_config
   from improve_nas.verbosity import set_tf_verbosity
@@ -76,14 +90,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   tfds.disable_progress_bar()
   _quiet_storage_failures()
-  try:
-    c = FLAGS.config
-    c.get("dataset")  # A config file that failed to load raises here.
-  except (OSError, AttributeError) as e:
-    reason = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
-    _fail(f"--config could not be loaded: {reason}; pass a shipped config "
-          "(demo, paper:DATASET,ROW) or a config file such as "
-          "my_configs/search.py")
+  c = search_output.loaded_config(FLAGS, _fail)
   model_dir = FLAGS.model_dir
   try:
     task = tf_config.current_task()
@@ -113,17 +120,13 @@ def main(argv):
     start = time.time()
 
     def iteration_done(r):
-      own = ("" if r.ensemble_gain is None else
-             f", {r.ensemble_gain:+.4f} over its best member")
-      print(f"  iteration {r.iteration + 1}/{c.max_iterations}: chose "
-            f"{r.chosen} of {len(r.candidates)}; ensemble test accuracy "
-            f"{r.test_accuracy:.4f}{own} ({r.seconds:.0f}s, "
-            f"{r.steps_per_second:.2f} steps/s)", flush=True)
+      print(search_output.iteration_line(r, c.max_iterations), flush=True)
 
     def show(p):
       print(progress.format_progress(p), flush=True)
 
-    with search.StopRequest() as stop:
+    with search_output.search_errors(_fail, model_dir), \
+        search.StopRequest() as stop:
       result = search.run_search(
           built, on_iteration=iteration_done,
           on_progress=show if FLAGS.progress_secs > 0 else None,
@@ -133,32 +136,7 @@ def main(argv):
           on_notice=lambda line: print(f"improve-nas: {line}", flush=True))
   except ConfigError as e:
     _fail(str(e))
-  except Exception as e:  # pylint: disable=broad-except
-    # TensorFlow reports a failed write as OpError, OSError or even
-    # IndexError (its event writer); the message says why.
-    reason = _storage_failure(e)
-    if reason is None:
-      raise
-    _fail(f"could not write to --model_dir={model_dir} ({reason}); free "
-          "space there and run the same command to resume from the last "
-          "checkpoint, which is intact")
-  except KeyboardInterrupt:  # a second Ctrl-C: no clean stop
-    print("improve-nas: interrupted; the last checkpoint is kept: run the "
-          "same command to resume", file=sys.stderr)
-    sys.exit(130)
-  if result.interrupted:
-    print(f"improve-nas: {result.interrupted}; run the same command to "
-          "resume", file=sys.stderr, flush=True)
-    sys.exit(128 + stop.signal)
-  print()
-  print(report.format_table(result.records, result.ended))
-  print(f"\ntotal {time.time() - start:.0f}s; records in "
-        f"{os.path.join(model_dir, search.RECORDS_FILE)}")
-  if result.export_path:
-    print(f"SavedModel: {result.export_path}")
-  if result.diverged:  # not bad input: the run itself failed
-    print(f"improve-nas: {result.ended}", file=sys.stderr, flush=True)
-    sys.exit(1)
+  search_output.finish(result, stop, start, model_dir)
 
 
 def _describe(task) -> str:
@@ -206,28 +184,13 @@ def _run_task(task, c, model_dir: str) -> None:
           flush=True)
 
 
-# What a full disk (or a quota, or a file-size limit) looks like to a writer.
-_STORAGE_ERRORS = {errno.ENOSPC: "no space left on device",
-                   errno.EDQUOT: "disk quota exceeded",
-                   errno.EFBIG: "file too large"}
-
-
-def _storage_failure(error: "Exception | str") -> "str | None":
-  """The reason if `error` (or a message) says the disk is full, else None."""
-  if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS:
-    return _STORAGE_ERRORS[error.errno]
-  text = str(error).lower()
-  return next((reason for reason in _STORAGE_ERRORS.values()
-               if reason in text), None)
-
-
 class _QuietStorageFailures(logging_std.Filter):
   """Drops TensorFlow's multi-line reports of a write that failed for lack
   of space (its event-writer thread logs and raises them); the command then
   says it in one line."""
 
   def filter(self, record):
-    return _storage_failure(record.getMessage()) is None
+    return search_output.storage_failure(record.getMessage()) is None
 
 
 def _quiet_storage_failures() -> None:
@@ -235,7 +198,7 @@ def _quiet_storage_failures() -> None:
   default_hook = threading.excepthook
 
   def hook(args):
-    if _storage_failure(args.exc_value) is None:
+    if search_output.storage_failure(args.exc_value) is None:
       default_hook(args)
 
   threading.excepthook = hook

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Tuple
+import hashlib
+import json
+import os
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +22,7 @@ from improve_nas.nasnet.tower import NasnetTower
 __all__ = ["TowerCost", "tower_cost", "count_params", "inference_params"]
 
 _AUX_SCOPE = "/aux_"
+_KERAS_3 = int(tf.__version__.split(".")[1]) >= 16  # tf.keras is Keras 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,33 +54,107 @@ def tower_cost(arch: "ArchSpec | str", num_classes: int = 10,
                aux_head_filters: Tuple[int, int] = AUX_HEAD_FILTERS
                ) -> TowerCost:
   """Builds the tower in a private graph and counts what it holds (once
-  per architecture and shape, however the architecture is spelled)."""
-  return _tower_cost(ArchSpec.parse(arch), int(num_classes), int(image_size),
-                     int(channels), tuple(aux_head_filters))
+  per architecture and shape, however the architecture is spelled; see
+  `_disk_cached` for the copy kept between processes)."""
+  return _disk_cached(ArchSpec.parse(arch), int(num_classes),
+                      int(image_size), int(channels), tuple(aux_head_filters))
+
+
+# Counts made by earlier processes, keyed by the model code's digest: a
+# tower's count takes seconds (its graph is traced), and every search,
+# report and test process needs the counts of the towers it meets.
+# IMPROVE_NAS_CACHE=DIR moves the file; IMPROVE_NAS_CACHE=0 turns it off.
+_CACHE_FILE = "tower_costs.json"
+
+
+def _cache_path() -> Optional[str]:
+  folder = os.environ.get("IMPROVE_NAS_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "improve_nas")
+  return None if folder == "0" else os.path.join(folder, _CACHE_FILE)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+  """What the counts depend on: the NASNet code and the TensorFlow version."""
+  digest = hashlib.sha256(tf.__version__.encode())
+  folder = os.path.dirname(os.path.abspath(__file__))
+  for name in sorted(os.listdir(folder)):
+    if name.endswith(".py"):
+      with open(os.path.join(folder, name), "rb") as f:
+        digest.update(name.encode() + f.read())
+  return digest.hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=256)
+def _disk_cached(arch: ArchSpec, num_classes: int, image_size: int,
+                 channels: int, aux_head_filters: Tuple[int, int]
+                 ) -> TowerCost:
+  path = _cache_path()
+  key = (f"{_code_digest()}/{arch}/{num_classes}/{image_size}/{channels}/"
+         f"{aux_head_filters[0]}x{aux_head_filters[1]}")
+  saved = {}
+  if path:
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      fields = saved[key]
+      return TowerCost(arch, *fields)
+    except (OSError, ValueError, KeyError, TypeError):
+      pass  # not there (or unreadable): counted again
+  cost = _tower_cost(arch, num_classes, image_size, channels,
+                     aux_head_filters)
+  if path:
+    try:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      saved = saved if isinstance(saved, dict) else {}
+      saved[key] = [cost.params, cost.params_with_aux, cost.mult_adds,
+                    cost.mult_adds_with_aux]
+      temporary = f"{path}.{os.getpid()}.tmp"
+      with open(temporary, "w") as f:
+        json.dump(saved, f)
+      os.replace(temporary, path)
+    except OSError:
+      pass  # a read-only home: counted in each process
+  return cost
+
+
 def _tower_cost(arch: ArchSpec, num_classes: int, image_size: int,
                 channels: int, aux_head_filters: Tuple[int, int]
                 ) -> TowerCost:
   # One training-mode build holds both towers: the auxiliary head's layers
-  # and ops are the ones named "aux_*".
-  with tf.Graph().as_default() as graph:
+  # and ops are the ones named "aux_*". Keras 2 (TF 2.15) builds it in a
+  # private graph; Keras 3 (TF 2.21), whose layers are made eagerly, traces
+  # the call of an eagerly made tower into a function graph (in a private
+  # graph it loses some of the auxiliary head's weights).
+  # A fixed drop-path seed: nothing runs, but with op determinism on
+  # TensorFlow refuses to build unseeded random ops.
+  seed = lambda: tf.constant([0, 0], tf.int64)
+  shape = [1, image_size, image_size, channels]
+  if _KERAS_3:
     tower = NasnetTower(arch, num_classes, use_aux_head=True,
                         aux_head_filters=aux_head_filters)
-    images = tf.compat.v1.placeholder(
-        tf.float32, [1, image_size, image_size, channels])
-    # A fixed drop-path seed: nothing runs, but with op determinism on
-    # TensorFlow refuses to build unseeded random ops.
-    tower(images, training=True, seed=tf.constant([0, 0], tf.int64))
-    sizes = {v.name: int(np.prod(v.shape.as_list()))
-             for v in tower.trainable_weights}
-    counts = [(_AUX_SCOPE in op.name, _op_mult_adds(op))
-              for op in graph.get_operations()]
+    call = tf.function(lambda images: tower(images, training=True,
+                                            seed=seed()))
+    graph = call.get_concrete_function(
+        tf.TensorSpec(shape, tf.float32)).graph
+  else:
+    with tf.Graph().as_default() as graph:
+      tower = NasnetTower(arch, num_classes, use_aux_head=True,
+                          aux_head_filters=aux_head_filters)
+      tower(tf.compat.v1.placeholder(tf.float32, shape), training=True,
+            seed=seed())
+  sizes = {_name(v): int(np.prod(v.shape)) for v in tower.trainable_weights}
+  counts = [(_AUX_SCOPE in op.name, _op_mult_adds(op))
+            for op in graph.get_operations()]
   mult_adds = sum(n for aux, n in counts if not aux)
   params = sum(n for name, n in sizes.items() if _AUX_SCOPE not in name)
   return TowerCost(arch, params, sum(sizes.values()), mult_adds,
                    sum(n for _, n in counts))
+
+
+def _name(variable) -> str:
+  """A variable's full name: Keras 3 keeps it in `path`."""
+  return getattr(variable, "path", None) or variable.name
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,0 +1,82 @@
+"""The Keras engine's SavedModel: the final ensemble, serving raw images with
+the adanet engine's signatures.
+
+`serving_default` takes `image`, uint8 [batch, H, W, C] of the dataset's
+shape, and returns `class_ids` [batch] (int64) and `probabilities`
+[batch, classes]; `predict` also returns the ensemble's `logits`. Images
+are preprocessed as in evaluation (resized to the search's image size,
+scaled to [-1, 1]); images of another shape are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import List
+
+import tensorflow as tf
+
+from improve_nas.data.input import IMAGE_KEY, preprocess
+from improve_nas.keras_engine.training import tower_variables
+
+__all__ = ["export_ensemble"]
+
+
+class _Untracked:
+  """Holds objects out of sight of tf.Module's tracking."""
+
+  def __init__(self, items):
+    self.items = items
+
+
+class _Ensemble(tf.Module):
+  """The members' towers in inference mode, mixed by their weights."""
+
+  def __init__(self, members, image_size: int, image_shape):
+    super().__init__(name="ensemble")
+    # The variables are tracked, not the Keras layers: TensorFlow's object
+    # graph misses the cells' layers (see training.tower_variables), and
+    # saving the layers' own objects only cost time.
+    self.tower_variables = [tower_variables(m.tower) for m in members]
+    self._towers = _Untracked([m.tower for m in members])
+    self.mixture_weights = tf.constant([m.weight for m in members])
+    self._image_size = image_size
+    self._shape = [None, *image_shape]
+    spec = tf.TensorSpec(self._shape, tf.uint8, name=IMAGE_KEY)
+    self.predict = tf.function(self._predict, input_signature=[spec])
+    # (calls the traced `predict`: the towers are traced once)
+    self.serve = tf.function(self._serve, input_signature=[spec])
+
+  def _predict(self, image):
+    # A loaded signature does not check the shape it declares: images of
+    # another size or depth are refused here, never resized.
+    images = preprocess(tf.ensure_shape(image, self._shape), self._image_size)
+    logits = tf.add_n([self.mixture_weights[i] *
+                       tower(images, training=False)["logits"]
+                       for i, tower in enumerate(self._towers.items)])
+    return {"logits": logits,
+            "probabilities": tf.nn.softmax(logits),
+            "class_ids": tf.argmax(logits, axis=-1, output_type=tf.int64)}
+
+  def _serve(self, image):
+    out = self.predict(image)
+    return {"class_ids": out["class_ids"],
+            "probabilities": out["probabilities"]}
+
+
+def export_ensemble(c, facts, members: List, export_dir: str) -> str:
+  """Saves the ensemble of `members` to a new timestamped folder in
+  `export_dir` (written as NAME.partial, then renamed) and returns it."""
+  del c
+  module = _Ensemble(members, facts.image_size, facts.info.image_shape)
+  tf.io.gfile.makedirs(export_dir)
+  for leftover in tf.io.gfile.glob(os.path.join(export_dir, "*.partial")):
+    tf.io.gfile.rmtree(leftover)
+  stamp = int(time.time())
+  while tf.io.gfile.exists(os.path.join(export_dir, str(stamp))):
+    stamp += 1
+  final = os.path.join(export_dir, str(stamp))
+  tf.saved_model.save(module, final + ".partial", signatures={
+      "serving_default": module.serve, "predict": module.predict})
+  tf.io.gfile.rename(final + ".partial", final)
+  return final

@@ -1,0 +1,92 @@
+"""A command the tests start and may interrupt: `until(pattern=..., path=...)`
+sends a signal when a line of its output matches or a path exists (or a
+function of the process says so), then waits for it to end. Used by both
+suites (tests/ and tests_keras/); it imports nothing of improve_nas.
+
+Every process is killed by the test that started it, pass or fail.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+
+
+class Process:
+  """`argv` run in `cwd`; with `merge_stderr` its stderr is part of the
+  lines `pattern` is matched against."""
+
+  def __init__(self, argv, cwd, env, merge_stderr=True):
+    self.proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
+    self.lines = []
+    self.stderr = ""
+    self.signalled = False
+
+  def until(self, pattern=None, sig=signal.SIGKILL, timeout=400, path=None):
+    """`path`: instead of a pattern, signal as soon as this path exists, or
+    (a function of this Process) as soon as it returns True."""
+    watchdog = threading.Timer(timeout, self.proc.kill)
+    watchdog.start()
+    done = threading.Event()
+
+    def due():
+      return path(self) if callable(path) else os.path.exists(path)
+
+    def watch():
+      while not done.wait(0.005):
+        if due():
+          self.proc.send_signal(sig)
+          self.signalled = True
+          return
+
+    if path:
+      threading.Thread(target=watch, daemon=True).start()
+    try:
+      for line in self.proc.stdout:
+        self.lines.append(line)
+        if pattern and not self.signalled and re.search(pattern, line):
+          self.proc.send_signal(sig)
+          self.signalled = True
+      self.proc.wait()
+      if self.proc.stderr is not None:
+        self.stderr = self.proc.stderr.read()
+    finally:
+      done.set()
+      watchdog.cancel()
+      if self.proc.poll() is None:
+        self.proc.kill()
+        self.proc.wait()
+    assert not (pattern or path) or self.signalled, (
+        f"{pattern or path!r} never appeared:\n{self.output[-3000:]}")
+    return self
+
+  @property
+  def output(self):
+    return "".join(self.lines) + self.stderr
+
+  @property
+  def returncode(self):
+    return self.proc.returncode
+
+
+def add_slow_option(parser):
+  parser.addoption("--runslow", action="store_true", default=False,
+                   help="also run tests marked slow")
+
+
+def register_slow_marker(config):
+  config.addinivalue_line("markers", "slow: a slow test, run with --runslow")
+
+
+def skip_slow_unless_asked(config, items):
+  """Marks the tests marked slow skipped, unless --runslow."""
+  if config.getoption("--runslow"):
+    return
+  import pytest  # pylint: disable=g-import-not-at-top
+  skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip_slow)

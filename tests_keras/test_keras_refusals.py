@@ -1,0 +1,95 @@
+"""The Keras engine's promises on bad input: one line, exit 2, nothing in
+the model_dir changed; a model_dir of another config or engine refused."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import keras_run
+from keras_run import ROOT, Run
+
+
+def _cli(*argv):
+  return subprocess.run(
+      [sys.executable, "-m", "trainer.main", *argv], cwd=ROOT,
+      capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def _snapshot(model_dir):
+  return {os.path.join(folder, name): os.stat(os.path.join(folder, name))
+          .st_mtime_ns for folder, _, names in os.walk(model_dir)
+          for name in names}
+
+
+def _one_line_exit_2(proc, *words):
+  assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("improve-nas: error: "), \
+      proc.stderr[-2000:]
+  assert "Traceback" not in proc.stdout + proc.stderr
+  for word in words:
+    assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """A finished one-iteration search on the Keras engine."""
+  model_dir = str(tmp_path_factory.mktemp("finished"))
+  run = Run(model_dir, ["--config.max_iterations=1", "--noexport"]).until()
+  assert run.returncode == 0, run.output[-3000:]
+  return model_dir
+
+
+def test_another_config_is_refused_and_nothing_changes(finished):
+  before = _snapshot(finished)
+  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1",
+              "--config.learning_rate=0.5", f"--model_dir={finished}")
+  _one_line_exit_2(proc, "config.learning_rate", "--overwrite")
+  assert _snapshot(finished) == before
+
+
+def test_the_adanet_engines_model_dir_is_refused(finished, tmp_path):
+  # What the adanet engine leaves: config.json, no engine.json.
+  adanet_dir = tmp_path / "adanet"
+  adanet_dir.mkdir()
+  with open(os.path.join(finished, "config.json")) as f:
+    (adanet_dir / "config.json").write_text(f.read())
+  before = _snapshot(str(adanet_dir))
+  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1",
+              f"--model_dir={adanet_dir}")
+  _one_line_exit_2(proc, "adanet engine", "--engine=adanet")
+  assert _snapshot(str(adanet_dir)) == before
+  with open(os.path.join(finished, "engine.json")) as f:
+    assert json.load(f) == {"engine": "keras"}
+
+
+BAD = [
+    (["--config.batch_size=0"], "config.batch_size"),
+    (["--config.generator=greedy"], "config.generator"),
+    (["--config.initial_arch=1@25"], "initial_arch"),
+    (["--config.knowledge_distillation=teacher"], "knowledge_distillation"),
+    (["--progress_secs=-1"], "--progress_secs"),
+    (["--distribution=mirrored"], "--distribution=mirrored"),
+    (["--export_only"], "--export_only"),
+    (["--config.dataset=no_such_dataset"], "no_such_dataset"),
+]
+
+
+@pytest.mark.parametrize("extra,word", BAD, ids=[w for _, w in BAD])
+def test_bad_input_is_one_line_and_exit_2(extra, word, finished):
+  before = _snapshot(finished)
+  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1", *extra,
+              f"--model_dir={finished}")
+  _one_line_exit_2(proc, word)
+  assert _snapshot(finished) == before
+
+
+def test_a_model_dir_that_is_a_file_is_one_line(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("x")
+  _one_line_exit_2(_cli(*keras_run.FLAGS, f"--model_dir={path}"),
+                   "is a file")
