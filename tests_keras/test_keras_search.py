@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -111,6 +112,14 @@ def test_tensorboard_has_the_adanet_engines_tags(reference):
             for i in range(r.iteration + 1)]
     assert last == pytest.approx(r.mixture_weights, abs=1e-6)
     assert any(abs(w - 1 / len(last)) > 1e-6 for w in last)
+  images = event_accumulator.EventAccumulator(
+      model_dir, size_guidance={event_accumulator.IMAGES: 0})
+  images.Reload()
+  tags = images.Tags()["images"]
+  assert sorted(tags) == [f"augmented_images/image/{i}" for i in range(3)]
+  assert [e.step for e in images.Images(tags[0])] == list(
+      range(2, 2 * STEPS + 1, 2))
+  assert images.Images(tags[0])[0].height == 8
   search = _scalars(os.path.join(model_dir, "search"))
   assert [s for s, _ in search["ensemble/test_accuracy"]] == [STEPS,
                                                                2 * STEPS]
@@ -142,6 +151,12 @@ def test_saved_model_serves_uint8_images_as_the_search_evaluated(reference):
     serve(image=tf.zeros([2, 16, 16, 1], tf.uint8))
   logits = loaded.signatures["predict"](image=images)["logits"]
   assert logits.shape == (len(labels), 10)
+  # The same ensemble as a Keras model.
+  from improve_nas.keras_engine import keras_file  # noqa: F401  (registers it)
+  model = keras.saving.load_model(os.path.join(export, name,
+                                               "ensemble.keras"))
+  np.testing.assert_allclose(model(images).numpy(), logits.numpy(),
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_killed_at_a_boundary_and_mid_iteration_resumes_to_the_same_search(

@@ -29,16 +29,16 @@ def main(flags_, fail: Callable[[str], None]) -> None:
   tfds.disable_progress_bar()
   model_dir = flags_.model_dir
   c = search_output.loaded_config(flags_, fail)
+  notice = lambda line: print(f"improve-nas: {line}", flush=True)
   try:
     if not model_dir:
       raise ConfigError("--model_dir is empty: give a directory for the run")
-    for flag, given in (("--distribution=mirrored",
-                         flags_.distribution != "none"),
-                        ("--cpu_devices", flags_.cpu_devices != 0),
-                        ("--export_only", flags_.export_only)):
-      if given:
-        raise ConfigError(f"{flag} is not available on the keras engine "
-                          "yet; drop it, or use --engine=adanet")
+    strategy = _strategy(flags_)
+    if flags_.export_only:
+      saved = search_output.saved_search_config(model_dir, "keras")
+      print(f"SavedModel: "
+            f"{search.export_only(saved, model_dir, on_notice=notice)}")
+      return
     if flags_.progress_secs < 0:
       raise ConfigError(f"--progress_secs={flags_.progress_secs}: must be "
                         ">= 0 (0 turns progress lines off)")
@@ -49,9 +49,11 @@ def main(flags_, fail: Callable[[str], None]) -> None:
 
     def header(c):
       prepared["config"] = c
+      role = (f", mirrored over {strategy.num_replicas_in_sync} device(s)"
+              if strategy else "")
       print(f"improve-nas: {c.generator} search on {c.dataset}, up to "
             f"{c.max_iterations} iterations of {c.steps_per_iteration} "
-            f"steps, model_dir={model_dir}, keras engine", flush=True)
+            f"steps, model_dir={model_dir}, keras engine{role}", flush=True)
 
     def iteration_done(r):
       print(search_output.iteration_line(r, prepared["config"].max_iterations),
@@ -68,7 +70,25 @@ def main(flags_, fail: Callable[[str], None]) -> None:
           stop=stop, on_start=header,
           on_status=(lambda line: print(f"  {line}", flush=True))
           if shown else None,
-          on_notice=lambda line: print(f"improve-nas: {line}", flush=True))
+          on_notice=notice, strategy=strategy)
   except ConfigError as e:
     fail(str(e))
   search_output.finish(result, stop, start, model_dir)
+
+
+def _strategy(flags_):
+  """The MirroredStrategy --distribution asks for (None: one device)."""
+  # pylint: disable=g-import-not-at-top
+  from improve_nas import mirrored
+  from improve_nas.keras_engine import runtime
+  # pylint: enable=g-import-not-at-top
+  if flags_.cpu_devices < 0:
+    raise ConfigError(f"--cpu_devices={flags_.cpu_devices}: must be >= 0 "
+                      "(0: the GPUs)")
+  if flags_.distribution != "mirrored":
+    if flags_.cpu_devices:
+      raise ConfigError(f"--cpu_devices={flags_.cpu_devices} needs "
+                        "--distribution=mirrored")
+    return None
+  runtime.configure()  # before the devices are set up
+  return mirrored.strategy(flags_.cpu_devices)

@@ -16,7 +16,6 @@ flags or config values print one line and exit with status 2.
 from __future__ import annotations
 
 import logging as logging_std
-import os
 import sys
 import threading
 import time
@@ -207,22 +206,11 @@ def _quiet_storage_failures() -> None:
 def _export_only(model_dir: str) -> None:
   """--export_only: the SavedModel of an existing search, with its config."""
   # pylint: disable=g-import-not-at-top
-  import ml_collections
-  from improve_nas import config as config_lib
   from improve_nas import export as export_lib
   from improve_nas import lock as lock_lib
   from improve_nas import model_dir as model_dir_lib
-  from improve_nas import search
   # pylint: enable=g-import-not-at-top
-  fields, damaged = (model_dir_lib.saved_config(model_dir)
-                     if os.path.isdir(model_dir) else (None, None))
-  if fields is None:
-    raise ConfigError(f"--model_dir={model_dir!r} holds no {search.CONFIG_FILE}"
-                      "; --export_only needs the model_dir of a search")
-  if damaged:
-    print(f"improve-nas: {damaged}", flush=True)
-  saved = config_lib.base_config()
-  saved.update(ml_collections.ConfigDict(fields))
+  saved = search_output.saved_search_config(model_dir, "adanet")
   with lock_lib.ModelDirLock(model_dir, role="export"):
     _, lines = model_dir_lib.ensure_intact_checkpoint(model_dir)
     for line in lines:

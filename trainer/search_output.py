@@ -42,6 +42,32 @@ def loaded_config(flags_, fail: Callable[[str], None]):
   return c
 
 
+def saved_search_config(model_dir: str, engine: str):
+  """--export_only: the config the search in `model_dir` was started with.
+
+  Raises:
+    ConfigError: no search there, or one of the other engine.
+  """
+  # pylint: disable=g-import-not-at-top
+  import ml_collections
+  from improve_nas import config as config_lib
+  from improve_nas import model_dir as model_dir_lib
+  from improve_nas import records
+  # pylint: enable=g-import-not-at-top
+  fields, damaged = (model_dir_lib.saved_config(model_dir)
+                     if os.path.isdir(model_dir) else (None, None))
+  if fields is None:
+    raise ConfigError(f"--model_dir={model_dir!r} holds no "
+                      f"{records.CONFIG_FILE}; --export_only needs the "
+                      "model_dir of a search")
+  records.check_engine(model_dir, engine)
+  if damaged:
+    print(f"improve-nas: {damaged}", flush=True)
+  saved = config_lib.base_config()
+  saved.update(ml_collections.ConfigDict(fields))
+  return saved
+
+
 def iteration_line(r, iterations: int) -> str:
   """'  iteration 2/3: chose nasnet_1x96 of 1; ensemble test accuracy ...'"""
   own = ("" if r.ensemble_gain is None else

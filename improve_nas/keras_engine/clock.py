@@ -7,7 +7,7 @@ time earlier iterations spent outside their training steps."""
 from __future__ import annotations
 
 import time
-from typing import Dict
+from typing import Callable, Dict
 
 from improve_nas.progress_line import Progress
 
@@ -27,7 +27,7 @@ class Clock:
     self.last_report = time.time()
     self.step = first
 
-  def tick(self, step: int, out: Dict) -> None:
+  def tick(self, step: int, out: Callable[[], Dict]) -> None:
     self.step = step
     if self.started is None and step - self.first >= _WARMUP_STEPS:
       self.started = (time.time(), step)
@@ -47,6 +47,7 @@ class Clock:
       later = c.max_iterations - self.iteration - 1
       eta_search = eta_iteration + later * (
           c.steps_per_iteration / rate + (overhead or 0.0))
+    out = out()  # (the step's outputs, made when needed)
     losses = {x.name: float(terms["total"])
               for x, terms in zip(self.candidates, out["terms"])}
     run.on_progress(Progress(

@@ -5,7 +5,8 @@ the adanet engine's signatures.
 shape, and returns `class_ids` [batch] (int64) and `probabilities`
 [batch, classes]; `predict` also returns the ensemble's `logits`. Images
 are preprocessed as in evaluation (resized to the search's image size,
-scaled to [-1, 1]); images of another shape are refused.
+scaled to [-1, 1]); images of another shape are refused. Beside it,
+ensemble.keras holds the same ensemble as a Keras model (keras_file.py).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import List
 import tensorflow as tf
 
 from improve_nas.data.input import IMAGE_KEY, preprocess
+from improve_nas.keras_engine import keras_file
 from improve_nas.keras_engine.training import tower_variables
 
-__all__ = ["export_ensemble"]
+__all__ = ["export_ensemble", "KERAS_FILE"]
+
+KERAS_FILE = "ensemble.keras"
 
 
 class _Untracked:
@@ -66,7 +70,9 @@ class _Ensemble(tf.Module):
 
 def export_ensemble(c, facts, members: List, export_dir: str) -> str:
   """Saves the ensemble of `members` to a new timestamped folder in
-  `export_dir` (written as NAME.partial, then renamed) and returns it."""
+  `export_dir` (written as NAME.partial, then renamed) and returns it: a
+  SavedModel, and the same ensemble as a Keras model in ensemble.keras
+  (keras_file.py)."""
   del c
   module = _Ensemble(members, facts.image_size, facts.info.image_shape)
   tf.io.gfile.makedirs(export_dir)
@@ -78,5 +84,8 @@ def export_ensemble(c, facts, members: List, export_dir: str) -> str:
   final = os.path.join(export_dir, str(stamp))
   tf.saved_model.save(module, final + ".partial", signatures={
       "serving_default": module.serve, "predict": module.predict})
+  keras_file.save_keras_file(members, facts.num_classes, facts.image_size,
+                             facts.info.image_shape,
+                             os.path.join(final + ".partial", KERAS_FILE))
   tf.io.gfile.rename(final + ".partial", final)
   return final

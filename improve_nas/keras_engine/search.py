@@ -1,21 +1,17 @@
 """Runs (or resumes) an AdaNAS search on the Keras engine.
 
 `run_search` does what the adanet engine's `improve_nas.search.run_search`
-does, with the same config, the same model_dir lock, the same records
-(search.json), the same TensorBoard runs and tags where they mean the same
-thing, and the same progress lines. Each iteration trains its candidates
-(`training.IterationTrainer`) from the batches the adanet engine would read:
-the iteration's input starts from seed + its first global step. Then it
-chooses the candidate whose ensemble has the lowest loss on the training
-split, evaluates that ensemble on the eval split, records it, and keeps the
-chosen tower in memory as a frozen member.
+does (same config, lock, records, TensorBoard tags, progress lines). Each
+iteration trains its candidates (`training.IterationTrainer`) from the
+batches the adanet engine would read, chooses the candidate whose ensemble
+has the lowest loss on the training split, evaluates that ensemble on the
+eval split, records it, and keeps the chosen tower in memory as a member.
 
-A checkpoint (MODEL_DIR/keras.ckpt-STEP) is written every
-save_checkpoints_steps (0: at the end of each iteration), at a stop on
-Ctrl-C or SIGTERM, and at the end. It holds the global step, the members and
-their mixture weights, the candidates, and the optimizer slots. A run on the
-same model_dir resumes from it and makes the same choices as an
-uninterrupted run.
+A checkpoint (MODEL_DIR/keras.ckpt-STEP: the global step, the members and
+their mixture weights, the candidates, the optimizer slots) is written
+every save_checkpoints_steps (0: at the end of each iteration), at Ctrl-C
+or SIGTERM, and at the end. A run on the same model_dir resumes from it and
+makes the same choices as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -37,21 +33,24 @@ from improve_nas.errors import ConfigError, SearchEnded
 from improve_nas.iteration import (IterationFacts, diverged_message,
                                    make_record, summarize)
 from improve_nas.keras_engine import ENGINE
+from improve_nas.keras_engine import replicas
 from improve_nas.keras_engine import runtime
 from improve_nas.keras_engine.clock import Clock
 from improve_nas.keras_engine import summaries
 from improve_nas.keras_engine.training import (IterationTrainer, Member,
                                                make_tower, tower_variables)
 from improve_nas.lock import ModelDirLock
-from improve_nas.model_dir import CONFIG_TAG, saved_config, summary_metadata
+from improve_nas.model_dir import (CONFIG_TAG, ensure_intact_checkpoint,
+                                   saved_config, summary_metadata)
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.progress_line import Progress
 from improve_nas.prepare import prepare_model_dir
 from improve_nas.proposals import make_proposer
 from improve_nas.records import (IterationRecord, check_model_dir,
-                                 check_model_dir_usable, write_records)
+                                 check_model_dir_usable, load_records,
+                                 write_records)
 
-__all__ = ["SearchResult", "run_search", "CHECKPOINT_NAME"]
+__all__ = ["SearchResult", "run_search", "export_only", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "keras.ckpt"
 
@@ -74,7 +73,9 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
                stop=None, on_status: Optional[Callable[[str], None]] = None,
                on_notice: Optional[Callable[[str], None]] = None,
                on_start: Optional[Callable[[ml_collections.ConfigDict],
-                                           None]] = None) -> SearchResult:
+                                           None]] = None,
+               strategy: Optional[tf.distribute.Strategy] = None
+               ) -> SearchResult:
   """Runs (or resumes) the search of config `c` in `model_dir`.
 
   The arguments mean what they mean for the adanet engine's run_search:
@@ -83,7 +84,10 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
   ensemble to MODEL_DIR/export, `stop` (a stopping.StopRequest) stops at
   the next step with a checkpoint, `on_status` and `on_notice` get lines.
   `on_start` gets the config as the search runs it (validated, and shrunk
-  when quick) once the model_dir is known to take it.
+  when quick) once the model_dir is known to take it. With a `strategy`
+  (improve_nas.mirrored.strategy: several devices of this machine), each
+  training step is split over its replicas, config.batch_size being the
+  global batch; selection, evaluation and export run on one device.
 
   TensorFlow's threads are set for the towers (see runtime.py) unless
   TensorFlow has already run an operation in this process.
@@ -98,6 +102,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
     raise ConfigError(
         "TF_CONFIG describes a cluster, and the keras engine runs on one "
         "machine; unset TF_CONFIG, or run the cluster with --engine=adanet")
+  replicas.count(strategy or tf.distribute.get_strategy(), c.batch_size)
   check_model_dir_usable(model_dir)
   if not overwrite:
     check_model_dir(c, model_dir, saved_config(model_dir)[0], engine=ENGINE)
@@ -115,7 +120,8 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
     if on_start:
       on_start(c)
     run = _Run(c, model_dir, facts, proposer, done, step, stop,
-               on_progress, progress_secs, on_status or (lambda line: None))
+               on_progress, progress_secs, on_status or (lambda line: None),
+               strategy)
     result = run.run(on_iteration)
     if export and result.records and not result.interrupted:
       if stop is not None and stop.signal is not None:
@@ -131,19 +137,52 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
     lock.release()
 
 
+def export_only(c: ml_collections.ConfigDict, model_dir: str,
+                on_notice: Optional[Callable[[str], None]] = None) -> str:
+  """Exports the ensemble of the last finished iteration in `model_dir` (a
+  search of config `c`) to a new SavedModel in MODEL_DIR/export; returns it.
+
+  Raises:
+    ConfigError: no checkpoint, or no finished iteration, to export.
+  """
+  runtime.configure()
+  c = config_lib.prepared(c)
+  facts = DatasetFacts.load(c)
+  proposer = make_proposer(c, facts.params)
+  notice = on_notice or (lambda line: None)
+  with ModelDirLock(model_dir, role="export"):
+    step, lines = ensure_intact_checkpoint(model_dir)
+    for line in lines:
+      notice(line)
+    run = _Run(c, model_dir, facts, proposer, load_records(model_dir), step,
+               None, None, 0.0, lambda line: None)
+    members = run.finished_members()
+    if not members:
+      raise ConfigError(f"model_dir {model_dir!r} holds no finished "
+                        "iteration to export; run the search there first")
+    from improve_nas.keras_engine import export as export_lib  # pylint: disable=g-import-not-at-top
+    return export_lib.export_ensemble(c, facts, members,
+                                      os.path.join(model_dir, "export"))
+
+
 class _Run:
   """One run of a search over its iterations: train -> choose -> evaluate ->
   record -> grow."""
 
   def __init__(self, c, model_dir, facts, proposer, done, step, stop,
-               on_progress, progress_secs, status):
+               on_progress, progress_secs, status, strategy=None):
     self.c, self.model_dir, self.facts = c, model_dir, facts
     self.proposer = proposer
     self.done = {r.iteration: r for r in done}
     self.stop = stop
     self.on_progress, self.progress_secs = on_progress, progress_secs
     self.status = status
-    self.global_step = tf.Variable(0, dtype=tf.int64, name="global_step")
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.replicas = replicas.count(self.strategy, c.batch_size)
+    with self.strategy.scope():
+      self.global_step = tf.Variable(
+          0, dtype=tf.int64, name="global_step",
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self.state = tf.Variable("{}", dtype=tf.string, name="state")
     self.members: List[Member] = []
     self.records: List[IterationRecord] = []
@@ -181,12 +220,36 @@ class _Run:
         "state/.ATTRIBUTES/VARIABLE_VALUE").decode())
     for i, m in enumerate(state["members"]):
       arch = ArchSpec.parse(m["arch"])
-      self.members.append(Member(arch, m["iteration"],
-                                 make_tower(self.c, self.facts, arch, i),
-                                 m["weight"]))
+      with self.strategy.scope():
+        tower = make_tower(self.c, self.facts, arch, i)
+      self.members.append(Member(arch, m["iteration"], tower, m["weight"]))
     state["path"] = path
     self.status(f"resuming from {os.path.basename(path)}")
     return state
+
+  def finished_members(self) -> List[Member]:
+    """The members of the last finished iteration the checkpoint holds: its
+    frozen members, and the chosen candidate of an iteration it completes
+    (its record says which)."""
+    state = self._restored_state()
+    if state is None:
+      return []
+    t = state["iteration"]
+    if t in self.done and self.resume_step >= (
+        t + 1) * self.c.steps_per_iteration:
+      candidates = [ArchSpec.parse(a) for a in state["candidates"]]
+      trainer = self._trainer(
+          t,
+          [x for x in self.proposer.fitting(
+              [(m.arch, self.facts.params(m.arch)) for m in self.members], t)
+           if x.arch in candidates])
+      self._checkpoint(trainer).restore(state["path"]).assert_consumed()
+      self._grow(trainer, self.done[t])
+    return self.members
+
+  def _trainer(self, t: int, candidates) -> IterationTrainer:
+    return replicas.make_trainer(self.strategy, self.c, self.facts, t,
+                                 self.members, candidates, self.global_step)
 
   def run(self, on_iteration) -> SearchResult:
     c = self.c
@@ -206,8 +269,7 @@ class _Run:
       except SearchEnded as e:
         result.ended = str(e)
         break
-      trainer = IterationTrainer(c, self.facts, t, self.members, candidates,
-                                 self.global_step)
+      trainer = self._trainer(t, candidates)
       if state is not None:
         self._checkpoint(trainer).restore(state["path"]).assert_consumed()
         state = None
@@ -271,12 +333,18 @@ class _Run:
                   f"{', '.join(x.name for x in trainer.candidates)}")
     data = self._input(c.train_split, True, seed=c.seed + first,
                        skip=step - first)
+    if self.replicas > 1:
+      # Each global batch split in consecutive shares, one per replica.
+      data = self.strategy.experimental_distribute_dataset(data)
     clock = Clock(self, trainer, step - first)
     for features, labels in data:
-      out = trainer.train_step(features["image"], labels)
+      images = features["image"]
+      out = replicas.train_step(self.strategy, trainer, images, labels)
       step += 1
       if step % c.save_summary_steps == 0 or step == end:
-        self.writers.training(trainer, out, step)
+        self.writers.training(
+            trainer, out(), step,
+            self.strategy.experimental_local_results(images)[0])
       if c.save_checkpoints_steps and step % c.save_checkpoints_steps == 0 \
           and step < end:
         self._save(trainer)

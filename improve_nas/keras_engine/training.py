@@ -132,11 +132,16 @@ class IterationTrainer(tf.Module):
     self.weights = [list(t.trainable_variables) for t in self.towers]
     self.kernels = [[v for v in vs if "kernel" in variable_name(v)]
                     for vs in self.weights]
-    self.slots = [[tf.Variable(tf.zeros(v.shape), trainable=False)
-                   for v in vs] for vs in self.weights]
+    # Under replicas every replica computes the same update (from the
+    # summed gradients): the first one's value is kept.
+    kept = dict(trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.slots = [[tf.Variable(tf.zeros(v.shape), **kept) for v in vs]
+                  for vs in self.weights]
     n = len(members) + 1
-    self.mix = [[tf.Variable(1.0 / n) for _ in range(n)] for _ in candidates]
-    self.mix_slots = [[tf.Variable(0.0) for _ in range(n)]
+    self.mix = [[tf.Variable(1.0 / n, aggregation=kept["aggregation"])
+                 for _ in range(n)] for _ in candidates]
+    self.mix_slots = [[tf.Variable(0.0, **kept) for _ in range(n)]
                       for _ in candidates]
     self._member_weights = [m.weight for m in members]
     # Any batch size: the eval split's last batch is smaller.
@@ -187,7 +192,7 @@ class IterationTrainer(tf.Module):
         terms["kd"] = distillation.kd_loss(outputs["logits"], teacher,
                                            c.kd_temperature)
         total = tf.add_n(list(terms.values()))
-      grads = tape.gradient(total, self.weights[k])
+      grads = _global_batch_gradients(tape, total, self.weights[k])
       if c.clip_gradients:
         grads = tf.clip_by_global_norm(grads, c.clip_gradients)[0]
       _momentum(self.weights[k], grads, self.slots[k], learning_rate,
@@ -212,7 +217,7 @@ class IterationTrainer(tf.Module):
     rate = optimizers.cosine_learning_rate(
         self.c.learning_rate, iteration_step, self.c.steps_per_iteration)
     if self.c.learn_mixture_weights:
-      grads = tape.gradient(loss, weights)
+      grads = _global_batch_gradients(tape, loss, weights)
       _momentum(weights, grads, self.mix_slots[k], rate, self.c.momentum)
     return {"loss": loss, "accuracy": _accuracy(mixed, labels),
             "learning_rate": rate}
@@ -239,8 +244,8 @@ class IterationTrainer(tf.Module):
     return [float(x) if np.isfinite(x) else float("nan") for x in losses]
 
   def _mixed(self, k, members, logits):
-    return tf.add_n([float(w) * l for w, l in
-                     zip(self.mix[k], list(members) + [logits])])
+    return tf.add_n([w * l for w, l in
+                     zip(self.mixture_weights(k), list(members) + [logits])])
 
   def mixture_weights(self, k: int) -> List[float]:
     return [float(w.numpy()) for w in self.mix[k]]
@@ -272,6 +277,25 @@ class IterationTrainer(tf.Module):
                "loss": batch_loss_sum / max(batches, 1),
                "global_step": global_step}
     return metrics, {k: v / max(seen, 1) for k, v in right.items()}
+
+
+def _global_batch_gradients(tape, loss, variables):
+  """The gradients of the global batch's mean loss. Under tf.distribute
+  replicas, `loss` is the mean over this replica's equal share of the
+  global batch: the shares' gradients, each divided by the number of
+  replicas, are summed over the replicas, so every replica applies the
+  same update (and clips the same norm)."""
+  context = tf.distribute.get_replica_context()
+  replicas = context.num_replicas_in_sync if context else 1
+  if replicas == 1:
+    return tape.gradient(loss, variables)
+  grads = tape.gradient(loss, variables)
+  present = [i for i, g in enumerate(grads) if g is not None]
+  summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                              [grads[i] / replicas for i in present])
+  for i, g in zip(present, summed):
+    grads[i] = g
+  return grads
 
 
 def _accuracy(logits, labels):
