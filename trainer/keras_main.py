@@ -82,13 +82,7 @@ def _strategy(flags_):
   from improve_nas import mirrored
   from improve_nas.keras_engine import runtime
   # pylint: enable=g-import-not-at-top
-  if flags_.cpu_devices < 0:
-    raise ConfigError(f"--cpu_devices={flags_.cpu_devices}: must be >= 0 "
-                      "(0: the GPUs)")
-  if flags_.distribution != "mirrored":
-    if flags_.cpu_devices:
-      raise ConfigError(f"--cpu_devices={flags_.cpu_devices} needs "
-                        "--distribution=mirrored")
+  if not search_output.wants_mirrored(flags_):
     return None
   runtime.configure()  # before the devices are set up
   return mirrored.strategy(flags_.cpu_devices)

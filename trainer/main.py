@@ -222,13 +222,7 @@ def _export_only(model_dir: str) -> None:
 def _distribution_run_config(task):
   """The RunConfig --distribution asks for (None: adanet's default)."""
   from improve_nas import mirrored  # pylint: disable=g-import-not-at-top
-  if FLAGS.cpu_devices < 0:
-    raise ConfigError(f"--cpu_devices={FLAGS.cpu_devices}: must be >= 0 (0: "
-                      "the GPUs)")
-  if FLAGS.distribution != "mirrored":
-    if FLAGS.cpu_devices:
-      raise ConfigError(f"--cpu_devices={FLAGS.cpu_devices} needs "
-                        "--distribution=mirrored")
+  if not search_output.wants_mirrored(FLAGS):
     return None
   if task.distributed:
     raise ConfigError(f"--distribution=mirrored is for one machine, but "

@@ -68,6 +68,22 @@ def saved_search_config(model_dir: str, engine: str):
   return saved
 
 
+def wants_mirrored(flags_) -> bool:
+  """Whether --distribution asks for MirroredStrategy, with --cpu_devices
+  checked.
+
+  Raises:
+    ConfigError: --cpu_devices below 0, or given without mirrored.
+  """
+  if flags_.cpu_devices < 0:
+    raise ConfigError(f"--cpu_devices={flags_.cpu_devices}: must be >= 0 "
+                      "(0: the GPUs)")
+  if flags_.distribution != "mirrored" and flags_.cpu_devices:
+    raise ConfigError(f"--cpu_devices={flags_.cpu_devices} needs "
+                      "--distribution=mirrored")
+  return flags_.distribution == "mirrored"
+
+
 def iteration_line(r, iterations: int) -> str:
   """'  iteration 2/3: chose nasnet_1x96 of 1; ensemble test accuracy ...'"""
   own = ("" if r.ensemble_gain is None else
