@@ -35,4 +35,26 @@ def _check_installed() -> None:
       sys.exit(2)
 
 
+
+def _import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with the process's stderr closed. TensorFlow 2.21
+  (the Keras engine's) announces its oneDNN kernels on stderr as it loads,
+  whatever TF_CPP_MIN_LOG_LEVEL says, and a command's one-line error would
+  come with three lines more. An import that fails still raises, with its
+  traceback, once stderr is back."""
+  import improve_nas  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (its log level first)
+  stderr = sys.stderr.fileno()
+  saved = os.dup(stderr)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, stderr)
+  try:
+    import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, stderr)
+    os.close(saved)
+    os.close(devnull)
+
+
 _check_installed()
+if sys.version_info >= (3, 12):
+  _import_tensorflow_quietly()
