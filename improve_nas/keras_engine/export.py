@@ -68,12 +68,11 @@ class _Ensemble(tf.Module):
             "probabilities": out["probabilities"]}
 
 
-def export_ensemble(c, facts, members: List, export_dir: str) -> str:
+def export_ensemble(facts, members: List, export_dir: str) -> str:
   """Saves the ensemble of `members` to a new timestamped folder in
   `export_dir` (written as NAME.partial, then renamed) and returns it: a
   SavedModel, and the same ensemble as a Keras model in ensemble.keras
   (keras_file.py)."""
-  del c
   module = _Ensemble(members, facts.image_size, facts.info.image_shape)
   tf.io.gfile.makedirs(export_dir)
   for leftover in tf.io.gfile.glob(os.path.join(export_dir, "*.partial")):

@@ -131,7 +131,7 @@ def run_search(c: ml_collections.ConfigDict, model_dir: str, *,
         target = os.path.join(model_dir, "export")
         run.status(f"exporting the final ensemble to {target}")
         result.export_path = export_lib.export_ensemble(
-            c, facts, result.members, target)
+            facts, result.members, target)
     return result
   finally:
     lock.release()
@@ -161,7 +161,7 @@ def export_only(c: ml_collections.ConfigDict, model_dir: str,
       raise ConfigError(f"model_dir {model_dir!r} holds no finished "
                         "iteration to export; run the search there first")
     from improve_nas.keras_engine import export as export_lib  # pylint: disable=g-import-not-at-top
-    return export_lib.export_ensemble(c, facts, members,
+    return export_lib.export_ensemble(facts, members,
                                       os.path.join(model_dir, "export"))
 
 
@@ -237,15 +237,16 @@ class _Run:
     t = state["iteration"]
     if t in self.done and self.resume_step >= (
         t + 1) * self.c.steps_per_iteration:
-      candidates = [ArchSpec.parse(a) for a in state["candidates"]]
-      trainer = self._trainer(
-          t,
-          [x for x in self.proposer.fitting(
-              [(m.arch, self.facts.params(m.arch)) for m in self.members], t)
-           if x.arch in candidates])
+      trainer = self._trainer(t, self._candidates(t))
       self._checkpoint(trainer).restore(state["path"]).assert_consumed()
       self._grow(trainer, self.done[t])
     return self.members
+
+  def _candidates(self, t: int):
+    """What iteration t trains after the members (SearchEnded: nothing
+    fits the budget); the same for a run and its resumption."""
+    return self.proposer.fitting(
+        [(m.arch, self.facts.params(m.arch)) for m in self.members], t)
 
   def _trainer(self, t: int, candidates) -> IterationTrainer:
     return replicas.make_trainer(self.strategy, self.c, self.facts, t,
@@ -264,8 +265,7 @@ class _Run:
     while t < c.max_iterations:
       start = time.time()
       try:
-        candidates = self.proposer.fitting(
-            [(m.arch, self.facts.params(m.arch)) for m in self.members], t)
+        candidates = self._candidates(t)
       except SearchEnded as e:
         result.ended = str(e)
         break
