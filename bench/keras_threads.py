@@ -7,7 +7,9 @@ Grappler).
 
 Each setting runs in its own process (threads are fixed once TensorFlow has
 run an operation): the demo config's candidate (8x8 digits, batch 32, its
-loss, momentum and clipping), and the same tower at 32x32. Prints JSON.
+loss, momentum and clipping), and the same tower at 32x32. Also reports
+the operations in the traced step and the seconds of its first call (the
+trace and one step). Prints JSON.
 """
 
 import argparse
@@ -40,14 +42,20 @@ trainer = IterationTrainer(
     tf.Variable(0, dtype=tf.int64))
 images = tf.random.uniform([c.batch_size, c.image_size, c.image_size, 1])
 labels = tf.random.uniform([c.batch_size], 0, 10, tf.int32)
-for _ in range(11):
+start = time.time()
+float(trainer.train_step(images, labels)["terms"][0]["total"])
+first = time.time() - start
+ops = len(trainer.train_step.get_concrete_function(
+    images, labels).graph.get_operations())
+for _ in range(10):
   out = trainer.train_step(images, labels)
 steps = int(sys.argv[4])
 start = time.time()
 for _ in range(steps):
   out = trainer.train_step(images, labels)
 float(out["terms"][0]["total"])
-print(json.dumps({"steps_per_second": round(steps / (time.time() - start), 2)}))
+print(json.dumps({"steps_per_second": round(steps / (time.time() - start), 2),
+                  "first_step_seconds": round(first, 2), "ops": ops}))
 """
 
 
@@ -66,8 +74,11 @@ def main():
           env=dict(os.environ, PYTHONPATH=ROOT))
       if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
-      row[setting] = json.loads(proc.stdout.strip().splitlines()[-1])[
-          "steps_per_second"]
+      child = json.loads(proc.stdout.strip().splitlines()[-1])
+      row[setting] = child["steps_per_second"]
+      # The traced step (the same under both settings) and its first call.
+      row["ops_per_step"] = child["ops"]
+      row[f"{setting}_first_step_seconds"] = child["first_step_seconds"]
     row["speedup"] = round(row["engine"] / row["default"], 2)
     results.append(row)
   print(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=1))

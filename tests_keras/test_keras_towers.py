@@ -65,3 +65,35 @@ def test_counts_are_kept_for_the_next_process(tmp_path, monkeypatch):
   counting._disk_cached.cache_clear()
   assert counting.tower_cost("1@24", 10, 8, 1, (8, 16)) == cost
   assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_fused_batch_norm_normalizes_as_keras_and_keeps_its_statistics():
+  import keras  # pylint: disable=g-import-not-at-top
+  from improve_nas.nasnet import ops  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(0).normal(
+      3.0, 2.0, size=(8, 4, 4, 5)).astype(np.float32)
+  fused = ops.batch_norm("bn")
+  assert isinstance(fused, ops.FusedBatchNorm)
+  reference = keras.layers.BatchNormalization(
+      momentum=ops.BN_MOMENTUM, epsilon=ops.BN_EPSILON)
+  trained = fused(images, training=True).numpy()
+  np.testing.assert_allclose(
+      trained, reference(images, training=True).numpy(), atol=1e-5)
+  assert sorted(w.path.split("/")[-1] for w in fused.weights) == \
+      ["beta", "gamma", "moving_mean", "moving_variance"]
+  assert [w.name for w in fused.trainable_weights] == ["gamma", "beta"]
+  # One step of the moving averages; the variance with Bessel's correction,
+  # as Keras 2's fused batch norm (the adanet engine's) keeps it.
+  n = images.size // images.shape[-1]
+  mean = images.mean(axis=(0, 1, 2))
+  variance = images.var(axis=(0, 1, 2)) * n / (n - 1)
+  m = ops.BN_MOMENTUM
+  np.testing.assert_allclose(fused.moving_mean.numpy(), (1 - m) * mean,
+                             rtol=1e-5)
+  np.testing.assert_allclose(fused.moving_variance.numpy(),
+                             m + (1 - m) * variance, rtol=1e-5)
+  # Inference normalizes with the moving statistics.
+  expected = (images - fused.moving_mean.numpy()) / np.sqrt(
+      fused.moving_variance.numpy() + ops.BN_EPSILON)
+  np.testing.assert_allclose(fused(images, training=False).numpy(), expected,
+                             atol=1e-5)

@@ -307,8 +307,13 @@ def _momentum(variables, grads, slots, learning_rate, momentum) -> None:
   """TF 1's momentum (what the adanet engine uses): accumulator =
   momentum * accumulator + gradient; variable -= learning_rate *
   accumulator."""
+  learning_rate = tf.cast(learning_rate, tf.float32)
+  momentum = tf.constant(momentum, tf.float32)
   for variable, grad, slot in zip(variables, grads, slots):
     if grad is None:
       continue
-    slot.assign(momentum * slot + grad)
-    variable.assign_sub(learning_rate * slot)
+    # One fused operation per variable (under replicas, on this replica's
+    # copies, which all receive the same summed gradient).
+    tf.raw_ops.ResourceApplyMomentum(
+        var=variable.handle, accum=slot.handle, lr=learning_rate, grad=grad,
+        momentum=momentum, use_locking=False, use_nesterov=False)

@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from improve_nas.nasnet.arch import AUX_HEAD_FILTERS, ArchSpec
+from improve_nas.nasnet.ops import KERAS_3
 from improve_nas.nasnet.tower import NasnetTower
 
 __all__ = ["TowerCost", "tower_cost", "count_params", "inference_params"]
 
 _AUX_SCOPE = "/aux_"
-_KERAS_3 = int(tf.__version__.split(".")[1]) >= 16  # tf.keras is Keras 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _tower_cost(arch: ArchSpec, num_classes: int, image_size: int,
   # TensorFlow refuses to build unseeded random ops.
   seed = lambda: tf.constant([0, 0], tf.int64)
   shape = [1, image_size, image_size, channels]
-  if _KERAS_3:
+  if KERAS_3:
     tower = NasnetTower(arch, num_classes, use_aux_head=True,
                         aux_head_filters=aux_head_filters)
     call = tf.function(lambda images: tower(images, training=True,

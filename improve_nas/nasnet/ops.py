@@ -7,13 +7,14 @@ time adanet rebuilds a tower in a new graph.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Optional
 
 import tensorflow as tf
 
 __all__ = [
     "BN_MOMENTUM", "BN_EPSILON", "SeedStream", "seeds_from",
-    "kernel_initializer", "batch_norm",
+    "kernel_initializer", "batch_norm", "FusedBatchNorm", "KERAS_3",
     "DropPath", "ReluConvBn", "SepConvStack", "FactorizedReduction",
     "make_op",
 ]
@@ -61,9 +62,60 @@ def kernel_initializer() -> tf.keras.initializers.Initializer:
       seed=stream.next() if stream else None)
 
 
-def batch_norm(name: str) -> tf.keras.layers.BatchNormalization:
+# TensorFlow 2.16 and later: tf.keras is Keras 3.
+KERAS_3 = int(tf.__version__.split(".")[1]) >= 16
+
+
+def batch_norm(name: str) -> tf.keras.layers.Layer:
+  """Batch norm over the channels, as one fused operation.
+
+  Keras 2 (the adanet engine) fuses it itself. Keras 3 builds it from a
+  dozen small operations, and their gradients, at each of a tower's
+  batch norms, so under Keras 3 it is FusedBatchNorm below.
+  """
+  if KERAS_3:
+    return FusedBatchNorm(name=name)
   return tf.keras.layers.BatchNormalization(
       momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=True, name=name)
+
+
+class FusedBatchNorm(tf.keras.layers.Layer):
+  """Keras 3 batch norm over the last axis as TensorFlow's FusedBatchNormV3,
+  with the variables of Keras's own BatchNormalization (gamma, beta,
+  moving_mean, moving_variance; same paths, same counts) and its momentum
+  and epsilon. As in Keras 2's fused batch norm, the moving variance
+  averages the batch variance with Bessel's correction.
+  """
+
+  def build(self, input_shape):
+    shape = (input_shape[-1],)
+    add = functools.partial(self.add_weight, shape=shape, autocast=False)
+    self.gamma = add(name="gamma", initializer="ones")
+    self.beta = add(name="beta", initializer="zeros")
+    self.moving_mean = add(name="moving_mean", initializer="zeros",
+                           trainable=False)
+    self.moving_variance = add(name="moving_variance", initializer="ones",
+                               trainable=False)
+
+  @tf.autograph.experimental.do_not_convert
+  def call(self, inputs, training=None):
+    if not training:
+      return tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma, self.beta, mean=self.moving_mean,
+          variance=self.moving_variance, epsilon=BN_EPSILON,
+          is_training=False)[0]
+    # With exponential_avg_factor the operation returns the moving
+    # statistics already updated.
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        inputs, self.gamma, self.beta, mean=self.moving_mean,
+        variance=self.moving_variance, epsilon=BN_EPSILON, is_training=True,
+        exponential_avg_factor=1.0 - BN_MOMENTUM)
+    self.moving_mean.assign(mean)
+    self.moving_variance.assign(variance)
+    return outputs
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
 
 
 def conv1x1(filters: int, name: str, strides: int = 1) -> tf.keras.layers.Conv2D:
