@@ -32,6 +32,12 @@ print(json.dumps({
     "in_sync": all(np.array_equal(v[0].numpy(), v[1].numpy())
                    for m in copies for v in m),
     "moved": bool(np.any(copies[0][0][0].numpy() != 0)),
+    "statistics_in_sync": all(
+        np.array_equal(v.value.values[0].numpy(), v.value.values[1].numpy())
+        for m in result.members for v in m.tower.non_trainable_variables),
+    "statistics_moved": any(
+        np.any(v.value.values[0].numpy() != 0) for m in result.members
+        for v in m.tower.non_trainable_variables if "moving_mean" in v.path),
     "records": [r.iteration for r in result.records],
     "losses": [x.selection_loss for r in result.records
                for x in r.candidates]}))
@@ -49,5 +55,8 @@ def test_replicas_train_one_ensemble_in_step(tmp_path):
   assert len(out["devices"]) == 2 and all("CPU" in d for d in out["devices"])
   # The summed gradients made the same update on both copies.
   assert out["in_sync"] and out["moved"]
+  # Each replica normalized its own share; the batch-norm statistics are
+  # averaged over them, so every copy holds the same.
+  assert out["statistics_in_sync"] and out["statistics_moved"]
   assert out["records"] == [0, 1]
   assert all(0 < x < 10 for x in out["losses"])

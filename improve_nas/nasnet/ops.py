@@ -110,6 +110,13 @@ class FusedBatchNorm(tf.keras.layers.Layer):
         inputs, self.gamma, self.beta, mean=self.moving_mean,
         variance=self.moving_variance, epsilon=BN_EPSILON, is_training=True,
         exponential_avg_factor=1.0 - BN_MOMENTUM)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      # Under tf.distribute replicas each normalizes its own share of the
+      # batch; the moving statistics are averaged over the replicas, so
+      # that every replica keeps the same ones.
+      mean, variance = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                          [mean, variance])
     self.moving_mean.assign(mean)
     self.moving_variance.assign(variance)
     return outputs
