@@ -83,6 +83,7 @@ def _leg(name: str, argv) -> dict:
 
 
 def main(argv):
+  del argv
   if flags.FLAGS.leg:
     set_tf_verbosity(False)
     logging.set_verbosity(logging.WARNING)
@@ -90,7 +91,9 @@ def main(argv):
                 "one_thread_per_op": _one_thread_per_op}
     print(json.dumps(_run(flags.FLAGS.config, settings[flags.FLAGS.leg])))
     return
-  children = [a for a in argv if not a.startswith("--repetitions")]
+  # absl has taken the flags out of argv: the children get the command
+  # line's own (--config overrides included), less --repetitions.
+  children = [a for a in sys.argv if not a.startswith("--repetitions")]
   runs = {"tensorflow_default": [], "one_thread_per_op": []}
   for _ in range(flags.FLAGS.repetitions):
     for name, leg_runs in runs.items():
