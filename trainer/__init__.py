@@ -35,7 +35,6 @@ def _check_installed() -> None:
       sys.exit(2)
 
 
-
 def _import_tensorflow_quietly() -> None:
   """Imports TensorFlow with the process's stderr closed. TensorFlow 2.21
   (the Keras engine's) announces its oneDNN kernels on stderr as it loads,

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from improve_nas.data.input import IMAGE_KEY, preprocess
 from improve_nas.keras_engine import keras_file
-from improve_nas.keras_engine.training import tower_variables
+from improve_nas.keras_engine.training import mix, tower_variables
 
 __all__ = ["export_ensemble", "KERAS_FILE"]
 
@@ -55,9 +55,9 @@ class _Ensemble(tf.Module):
     # A loaded signature does not check the shape it declares: images of
     # another size or depth are refused here, never resized.
     images = preprocess(tf.ensure_shape(image, self._shape), self._image_size)
-    logits = tf.add_n([self.mixture_weights[i] *
-                       tower(images, training=False)["logits"]
-                       for i, tower in enumerate(self._towers.items)])
+    logits = mix(tf.unstack(self.mixture_weights),
+                 [tower(images, training=False)["logits"]
+                  for tower in self._towers.items])
     return {"logits": logits,
             "probabilities": tf.nn.softmax(logits),
             "class_ids": tf.argmax(logits, axis=-1, output_type=tf.int64)}

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import List
 
 import keras
-import tensorflow as tf
 
-from improve_nas.keras_engine.training import variable_name
+from improve_nas.keras_engine.training import mix, variable_name
 from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 
@@ -49,7 +48,7 @@ class Mixture(keras.layers.Layer):
     self.mixture = [float(w) for w in weights]
 
   def call(self, logits):
-    return tf.add_n([w * l for w, l in zip(self.mixture, logits)])
+    return mix(self.mixture, logits)
 
   def get_config(self):
     return dict(super().get_config(), weights=self.mixture)

@@ -33,7 +33,7 @@ from improve_nas.nasnet.tower import NasnetTower
 from improve_nas.proposals import Candidate, member_key
 
 __all__ = ["Member", "make_tower", "tower_variables", "IterationTrainer",
-           "variable_name"]
+           "variable_name", "mix"]
 
 
 def variable_name(variable) -> str:
@@ -99,14 +99,19 @@ def _cross_entropy(labels, logits, smoothing: float = 0.0):
   return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
 
 
+def mix(weights: Sequence, logits: Sequence[tf.Tensor]) -> tf.Tensor:
+  """An ensemble's logits: its towers' logits times their mixture weights,
+  summed (in training, selection, evaluation and export alike)."""
+  return tf.add_n([w * l for w, l in zip(weights, logits)])
+
+
 def _previous_ensemble(logits: Sequence[tf.Tensor], weights: Sequence[float]):
   """The frozen ensemble in the shape distillation.teacher_logits reads
   (adanet's Ensemble: `logits` and `weighted_subnetworks`)."""
   if not logits:
     return None
-  mixed = tf.add_n([w * l for w, l in zip(weights, logits)])
   return types.SimpleNamespace(
-      logits=mixed,
+      logits=mix(weights, logits),
       weighted_subnetworks=[types.SimpleNamespace(
           subnetwork=types.SimpleNamespace(logits=l)) for l in logits])
 
@@ -211,8 +216,7 @@ class IterationTrainer(tf.Module):
   def _mixture_step(self, k, member_logits, logits, labels, iteration_step):
     weights = self.mix[k]
     with tf.GradientTape() as tape:
-      mixed = tf.add_n([w * l for w, l in
-                        zip(weights, member_logits + [logits])])
+      mixed = mix(weights, member_logits + [logits])
       loss = tf.reduce_mean(_cross_entropy(labels, mixed))
     rate = optimizers.cosine_learning_rate(
         self.c.learning_rate, iteration_step, self.c.steps_per_iteration)
@@ -233,19 +237,16 @@ class IterationTrainer(tf.Module):
     a candidate that diverged."""
     sums = np.zeros(len(self.towers))
     batches = 0
+    weights = [self.mixture_weights(k) for k in range(len(self.towers))]
     for features, labels in dataset:
       members, candidates = self.forward(features["image"])
       labels = np.reshape(labels.numpy(), [-1])
       for k, logits in enumerate(candidates):
-        mixed = self._mixed(k, members, logits)
+        mixed = mix(weights[k], list(members) + [logits])
         sums[k] += float(tf.reduce_mean(_cross_entropy(labels, mixed)))
       batches += 1
     losses = sums / max(batches, 1)
     return [float(x) if np.isfinite(x) else float("nan") for x in losses]
-
-  def _mixed(self, k, members, logits):
-    return tf.add_n([w * l for w, l in
-                     zip(self.mixture_weights(k), list(members) + [logits])])
 
   def mixture_weights(self, k: int) -> List[float]:
     return [float(w.numpy()) for w in self.mix[k]]
@@ -259,13 +260,14 @@ class IterationTrainer(tf.Module):
     batches = 0
     keys = ([m.key for m in self.members] +
             [member_key(self.iteration, x.name) for x in self.candidates])
+    weights = self.mixture_weights(chosen)
     for features, labels in dataset:
       members, candidates = self.forward(features["image"])
       labels = np.reshape(labels.numpy(), [-1])
       for key, logits in zip(keys, list(members) + list(candidates)):
         right[key] = right.get(key, 0) + int(np.sum(
             np.argmax(logits.numpy(), -1) == labels))
-      mixed = self._mixed(chosen, members, candidates[chosen])
+      mixed = mix(weights, list(members) + [candidates[chosen]])
       losses = _cross_entropy(labels, mixed).numpy()
       correct += float(np.sum(np.argmax(mixed.numpy(), -1) == labels))
       loss_sum += float(np.sum(losses))
@@ -285,11 +287,11 @@ def _global_batch_gradients(tape, loss, variables):
   global batch: the shares' gradients, each divided by the number of
   replicas, are summed over the replicas, so every replica applies the
   same update (and clips the same norm)."""
+  grads = tape.gradient(loss, variables)
   context = tf.distribute.get_replica_context()
   replicas = context.num_replicas_in_sync if context else 1
   if replicas == 1:
-    return tape.gradient(loss, variables)
-  grads = tape.gradient(loss, variables)
+    return grads
   present = [i for i, g in enumerate(grads) if g is not None]
   summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
                               [grads[i] / replicas for i in present])
