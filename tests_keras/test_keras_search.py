@@ -151,6 +151,15 @@ def test_saved_model_serves_uint8_images_as_the_search_evaluated(reference):
     serve(image=tf.zeros([2, 16, 16, 1], tf.uint8))
   logits = loaded.signatures["predict"](image=images)["logits"]
   assert logits.shape == (len(labels), 10)
+  # TensorFlow Serving's way in: the TF 1 loader, which restores the
+  # variables with the SavedModel's own saver, in a graph session.
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta = tf.compat.v1.saved_model.loader.load(
+        session, ["serve"], os.path.join(export, name))
+    signature = meta.signature_def["predict"]
+    served = session.run(signature.outputs["logits"].name,
+                         {signature.inputs["image"].name: images.numpy()})
+  np.testing.assert_allclose(served, logits.numpy(), rtol=1e-5, atol=1e-5)
   # The same ensemble as a Keras model.
   from improve_nas.keras_engine import keras_file  # noqa: F401  (registers it)
   model = keras.saving.load_model(os.path.join(export, name,
