@@ -396,5 +396,5 @@ class _Run:
       member.weight = weight
     self.members.append(Member(trainer.candidates[k].arch,
                                trainer.iteration, trainer.towers[k],
-                               weights[-1]))
+                               weights[-1], trainer.candidate_logits[k]))
 

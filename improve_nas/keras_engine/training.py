@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import zlib
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -33,7 +33,7 @@ from improve_nas.nasnet.tower import NasnetTower
 from improve_nas.proposals import Candidate, member_key
 
 __all__ = ["Member", "make_tower", "tower_variables", "IterationTrainer",
-           "variable_name", "mix"]
+           "variable_name", "mix", "inference_logits"]
 
 
 def variable_name(variable) -> str:
@@ -49,6 +49,10 @@ class Member:
   iteration: int        # the iteration that trained and chose it
   tower: NasnetTower
   weight: float         # its mixture weight in the current ensemble
+  # Its inference logits, traced once (see inference_logits); made by the
+  # first trainer that needs them when not handed over by the iteration
+  # that chose it.
+  logits: Optional[Callable] = None
 
   @property
   def name(self) -> str:
@@ -67,6 +71,17 @@ def tower_variables(tower: NasnetTower) -> Dict[str, object]:
   tower object would leave the cells out.
   """
   return {variable_name(v).replace("/", "."): v for v in tower.weights}
+
+
+def inference_logits(tower: NasnetTower, spec: tf.TensorSpec) -> Callable:
+  """The tower's logits in inference mode as one traced function, for the
+  whole of its life: a candidate's selection and evaluation, then, once it
+  is a member, every later iteration's teacher and evaluation. Each
+  iteration's graphs call it rather than trace the tower again (at 1@96
+  about a second per tower and graph, so a search's tracing grew with the
+  square of its iterations)."""
+  return tf.function(lambda images: tower(images, training=False)["logits"],
+                     input_signature=[spec])
 
 
 def make_tower(c, facts, arch: ArchSpec, members_before: int) -> NasnetTower:
@@ -150,9 +165,13 @@ class IterationTrainer(tf.Module):
                       for _ in candidates]
     self._member_weights = [m.weight for m in members]
     # Any batch size: the eval split's last batch is smaller.
-    self.forward = tf.function(self._forward, input_signature=[
-        tf.TensorSpec([None, facts.image_size, facts.image_size,
-                       facts.channels], tf.float32)])
+    spec = tf.TensorSpec([None, facts.image_size, facts.image_size,
+                          facts.channels], tf.float32)
+    for m in self.members:
+      if m.logits is None:
+        m.logits = inference_logits(m.tower, spec)
+    self.candidate_logits = [inference_logits(t, spec) for t in self.towers]
+    self.forward = tf.function(self._forward, input_signature=[spec])
 
   def checkpointed(self) -> Dict[str, object]:
     """What a checkpoint of this iteration holds besides the members."""
@@ -161,7 +180,13 @@ class IterationTrainer(tf.Module):
             "mix_slots": self.mix_slots}
 
   def _members_forward(self, images) -> List[tf.Tensor]:
-    return [m.tower(images, training=False)["logits"] for m in self.members]
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      # In a replica's step, each replica reads its own copies of the
+      # members' variables: their towers are traced into the step.
+      return [m.tower(images, training=False)["logits"]
+              for m in self.members]
+    return [m.logits(images) for m in self.members]
 
   @tf.function
   def train_step(self, images, labels):
@@ -229,7 +254,7 @@ class IterationTrainer(tf.Module):
   def _forward(self, images):
     """Inference logits of every frozen member and every candidate."""
     return (self._members_forward(images),
-            [t(images, training=False)["logits"] for t in self.towers])
+            [logits(images) for logits in self.candidate_logits])
 
   def selection_losses(self, dataset) -> List[float]:
     """Each candidate ensemble's mean loss over the batches of `dataset`
