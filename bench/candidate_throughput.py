@@ -28,7 +28,11 @@ third leg, the Keras model compiled with XLA (`jit_compile=True`), to see
 whether XLA would pay off (--noxla skips it); and a fourth, a plain
 two-layer Keras CNN of about the tower's multiply-adds per example, to put
 the tower's multiply-adds per second against what TensorFlow reaches on a
-network of few large ops. Prints one JSON object.
+network of few large ops. Every leg runs with the engines' threads (one
+per operation, improve_nas/threads.py), or, with TF_NUM_INTRAOP_THREADS=0
+TF_NUM_INTEROP_THREADS=0 in the environment, TensorFlow's default: the
+plain CNN's large ops are the ones that gain from several cores each.
+Prints one JSON object.
 """
 
 import json
@@ -216,6 +220,11 @@ def matmul_rate(size: int = 1024, repeats: int = 20) -> float:
 
 def main(argv):
   del argv
+  from improve_nas import threads  # pylint: disable=g-import-not-at-top
+  # The engines' threads (one per operation) for every leg, set before
+  # TensorFlow runs anything; TF_NUM_INTRAOP_THREADS=0
+  # TF_NUM_INTEROP_THREADS=0 in the environment: TensorFlow's default.
+  threads_set = threads.configure()
   from improve_nas.verbosity import set_tf_verbosity  # pylint: disable=g-import-not-at-top
   set_tf_verbosity(False)
   logging.set_verbosity(logging.WARNING)
@@ -261,6 +270,7 @@ def main(argv):
   print(json.dumps({
       "benchmark": "candidate_throughput",
       "cpu_count": os.cpu_count(),
+      "threads": "one_per_op" if threads_set else "tensorflow_default",
       "arch": c.initial_arch, "image_size": c.image_size,
       "channels": channels, "batch_size": c.batch_size,
       "timed_steps": FLAGS.steps, "warmup_steps": FLAGS.warmup,

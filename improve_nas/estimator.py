@@ -18,6 +18,7 @@ from improve_nas import config as config_lib
 from improve_nas import memory
 from improve_nas import mirrored
 from improve_nas import tf_config
+from improve_nas import threads
 from improve_nas.adanas_estimator import (AdaNasEstimator, RecordingEvaluator,
                                           placement_strategy)
 from improve_nas.builder import (MEMBER_LOGITS_COLLECTION, CandidateGenerator,
@@ -94,10 +95,13 @@ def _session_config() -> tf.compat.v1.ConfigProto:
   adanet opens several sessions per iteration (training, bookkeeping,
   selection, evaluation), each on a graph holding every candidate. Grappler
   re-optimises that graph every time; on the towers we train its cost
-  outweighs what it saves (see bench/demo_search.py).
+  outweighs what it saves (see bench/demo_search.py). Threads: one per
+  operation, as many operations at once as cores (improve_nas/threads.py;
+  they count when the process has run nothing before).
   """
   config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
   config.graph_options.rewrite_options.disable_meta_optimizer = True
+  threads.session_threads(config)
   return config
 
 

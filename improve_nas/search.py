@@ -26,6 +26,7 @@ import tensorflow as tf
 from improve_nas import config as config_lib
 from improve_nas import memory
 from improve_nas import tf_config
+from improve_nas import threads
 from improve_nas.adanas_estimator import AdaNasEstimator
 from improve_nas.dataset_facts import DatasetFacts
 from improve_nas.errors import SearchDiverged, SearchEnded
@@ -84,6 +85,7 @@ def build_search(c: ml_collections.ConfigDict, model_dir: str,
       that holds another search, a dataset that cannot be read, a budget
       no first candidate fits.
   """
+  threads.configure()  # (before TensorFlow's first operation, or nothing)
   c = config_lib.prepared(c)
   check_model_dir_usable(model_dir)
   if not overwrite:

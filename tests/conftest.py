@@ -16,11 +16,15 @@ if importlib.util.find_spec("improve_nas") is None and _ROOT not in sys.path:
 
 # (adanet itself is imported through improve_nas.compat, which installs
 # the import alias it needs on TF 2.15.)
+from improve_nas import threads  # noqa: E402  pylint: disable=g-import-not-at-top
 from improve_nas.verbosity import set_tf_verbosity  # noqa: E402  pylint: disable=g-import-not-at-top
 
 import killable  # noqa: E402  pylint: disable=g-import-not-at-top
 
 set_tf_verbosity(False)
+# The command line's threads (improve_nas/threads.py), for the searches the
+# tests run in this process.
+threads.configure()
 
 
 def pytest_addoption(parser):

@@ -80,9 +80,11 @@ def main(argv):
   from improve_nas import progress
   from improve_nas import search
   from improve_nas import tf_config
+  from improve_nas import threads
   from improve_nas.verbosity import set_tf_verbosity
   import tensorflow_datasets as tfds
   # pylint: enable=g-import-not-at-top
+  threads.configure()  # before TensorFlow's first operation
   verbose = FLAGS.verbosity >= 1
   set_tf_verbosity(verbose)
   if not verbose:  # adanet logs through absl at INFO.
