@@ -290,6 +290,14 @@ def test_export_only_serves_raw_images_like_predict(run):
   np.testing.assert_array_equal(served["class_ids"].numpy(),
                                 predicted["class_ids"].reshape(-1))
   assert served["probabilities"].shape == (6, 10)
+  # TensorFlow Serving's way in: the TF 1 loader, in a graph session.
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta = tf.compat.v1.saved_model.loader.load(
+        session, [tf.saved_model.SERVING], path)
+    signature = meta.signature_def["serving_default"]
+    ids = session.run(signature.outputs["class_ids"].name,
+                      {signature.inputs["image"].name: images})
+  np.testing.assert_array_equal(ids, served["class_ids"].numpy())
   # Images of another size, depth or rank are refused, never resized or
   # guessed at; another dtype is refused by the signature itself.
   for shape in [(3, 9, 8, 1), (2, 8, 8, 3), (8, 8, 1)]:
