@@ -7,8 +7,9 @@ for each operation (intra-op) and as many operations at once (inter-op),
 spends more on splitting the small ones than it gains. One thread per
 operation, with as many operations at once as there are cores, measured on
 2 cores:
-- adanet engine (TensorFlow 2.15, bench/step_profile.py, a 1@96 step at
-  8x8): 1,076 -> 3,166 examples/s; the demo search 158 -> 118 s;
+- adanet engine (TensorFlow 2.15): a 1@96 step at 8x8 1,076 -> 3,166
+  examples/s (bench/step_profile.py), the demo search 131.4 -> 89.4 s
+  (bench/session_threads.py);
 - Keras engine (TensorFlow 2.21, bench/keras_threads.py): 2.2x the steps/s
   at 8x8 and 1.6x at 32x32.
 
