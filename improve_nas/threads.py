@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["configure", "ENV_INTRA", "ENV_INTER"]
+__all__ = ["configure", "session_threads", "per_operation", "ENV_INTRA",
+           "ENV_INTER"]
 
 ENV_INTRA = "TF_NUM_INTRAOP_THREADS"
 ENV_INTER = "TF_NUM_INTEROP_THREADS"
