@@ -17,8 +17,9 @@ the layering (issue 24): `make demo` 202 s, seeds 1-3 200, 207 and 205 s,
 the same accuracies; after the boundary work (issue 25), which also fixed
 the seed of the later iterations' input: `make demo` 166 s (0.981), seeds
 1-3 161, 161 and 162 s (0.986, 0.981, 0.975); with one thread per
-operation (improve_nas/threads.py), which changes the digits: seeds 1-3
-117, 108 and 109 s (0.983, 0.989, 0.981). One 1@192 tower of about the same size trained
+operation (improve_nas/threads.py), which changes the digits, from a fresh
+clone: `make demo` 114 s (0.986), seeds 1-3 113, 117 and 116 s (0.983,
+0.989, 0.981). One 1@192 tower of about the same size trained
 for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
 
