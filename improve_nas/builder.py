@@ -20,6 +20,7 @@ from improve_nas.nasnet.arch import ArchSpec
 from improve_nas.nasnet.tower import NasnetTower
 from improve_nas.proposals import (Candidate, Proposer, candidate_arch,
                                   candidate_name)
+from improve_nas.restored_variables import restored_variables
 
 __all__ = ["TrainingConfig", "NasnetBuilder", "CandidateGenerator",
            "LOSS_COLLECTION", "MEMBER_LOGITS_COLLECTION", "IMAGE_COLLECTION",
@@ -136,8 +137,12 @@ class NasnetBuilder(adanet.subnetwork.Builder):
                         name="nasnet", seed=init_seed,
                         aux_head_filters=cfg.aux_head_filters)
     progress = self._progress(iteration_step)
-    outputs = tower(images, training=training, progress=progress,
-                    seed=self._noise_seed(iteration_step) if training else None)
+    # adanet builds a tower for inference only where a checkpoint fills it
+    # (evaluations, exports, a frozen member in a training graph).
+    with restored_variables(enabled=not training):
+      outputs = tower(images, training=training, progress=progress,
+                      seed=(self._noise_seed(iteration_step) if training
+                            else None))
     params = int(sum(np.prod(v.shape.as_list())
                      for v in tower.trainable_weights if "/aux_" not in v.name))
     shared: Dict[str, Any] = {
