@@ -5,8 +5,12 @@ seconds, the way the adanet engine builds it.
         [--image_size=8] [--channels=1] [--batch_size=32] [--repetitions=5]
 
 Each repetition builds, in a fresh graph (median over --repetitions):
-- `inference`: the forward pass in inference mode (what a frozen member
-  or an evaluation costs);
+- `inference`: the forward pass in inference mode with every variable's
+  initializer (what a frozen member or an evaluation cost before
+  improve_nas/restored_variables.py);
+- `inference_restored`: the same inside `restored_variables()`, variables
+  without initializers, as the adanet engine now builds every tower that a
+  checkpoint fills (evaluations, exports, frozen members);
 - `training`: the forward pass in training mode with drop path, its loss
   (cross entropy, auxiliary head, weight decay) and the gradients of every
   trainable variable (what a candidate costs in a training graph, before
@@ -59,9 +63,10 @@ def candidate_loss(tower, outputs, labels):
                            if "kernel" in v.name]))
 
 
-def build(training: bool):
+def build(training: bool, restored: bool = False):
   """(ops, seconds, variables) of one tower built in a fresh graph."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from improve_nas.restored_variables import restored_variables  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default() as graph:
     images = tf.compat.v1.placeholder(
         tf.float32, [FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size,
@@ -71,8 +76,9 @@ def build(training: bool):
     start = time.perf_counter()
     tower = make_tower()
     seed = tf.constant([1, 2], tf.int64)
-    outputs = tower(images, training=training, progress=0.5,
-                    seed=seed if training else None)
+    with restored_variables(enabled=restored):
+      outputs = tower(images, training=training, progress=0.5,
+                      seed=seed if training else None)
     if training:
       tf.gradients(candidate_loss(tower, outputs, labels),
                    tower.trainable_weights)
@@ -89,8 +95,10 @@ def main(argv):
   result = {"benchmark": "tower_construction", "arch": FLAGS.arch,
             "image_size": FLAGS.image_size, "batch_size": FLAGS.batch_size,
             "cpu_count": os.cpu_count()}
-  for kind, training in (("inference", False), ("training", True)):
-    runs = [build(training) for _ in range(FLAGS.repetitions)]
+  for kind, training, restored in (("inference", False, False),
+                                   ("inference_restored", False, True),
+                                   ("training", True, False)):
+    runs = [build(training, restored) for _ in range(FLAGS.repetitions)]
     result[kind] = {
         "ops": runs[-1][0],
         "seconds_median": round(statistics.median(r[1] for r in runs), 3),

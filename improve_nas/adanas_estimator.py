@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from improve_nas import compat
 from improve_nas import growth
+from improve_nas import one_pass
 from improve_nas.builder import CandidateGenerator
 from improve_nas.compat import adanet
 from improve_nas.errors import ConfigError, SearchDiverged
@@ -64,12 +65,22 @@ class RecordingEvaluator(adanet.Evaluator):
     self._iteration = 0
 
   def evaluate(self, sess, ensemble_metrics):
-    self._iteration = newest_iteration(
-        v.op.name for v in sess.graph.get_collection(
-            tf.compat.v1.GraphKeys.GLOBAL_VARIABLES))
-    self.last_values = [float(v) if np.isfinite(v) else float("nan")
-                        for v in super().evaluate(sess, ensemble_metrics)]
+    self.record(super().evaluate(sess, ensemble_metrics),
+                newest_iteration(v.op.name for v in sess.graph.get_collection(
+                    tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)))
     return self.last_values
+
+  def record(self, values, iteration: int) -> None:
+    """Keeps the selection losses `values` of `iteration`'s candidates."""
+    self._iteration = iteration
+    self.last_values = [float(v) if np.isfinite(v) else float("nan")
+                        for v in values]
+
+  def choose(self, values, iteration: int) -> int:
+    """Records `values` and returns the index of the candidate to select
+    (see `objective_fn`)."""
+    self.record(values, iteration)
+    return self.objective_fn(self.last_values)
 
   @property
   def objective_fn(self):
@@ -125,7 +136,8 @@ class AdaNasEstimator(adanet.Estimator):
     # last candidate evaluation; see _execute_candidate_evaluation_phase.
     self._last_selection = {}
     self._collecting = None
-    self.candidate_evaluations = 0  # phases actually run
+    self.candidate_evaluations = 0  # selection phases actually run
+    self._plan: Optional[one_pass.Plan] = None  # of a one-pass evaluate
     self._graphs_written = set()  # iterations whose graph TensorBoard has
     growth.graphs_from_saver_hook_only(self.model_dir)
     compat.install_subnetwork_context()
@@ -199,6 +211,8 @@ class AdaNasEstimator(adanet.Estimator):
         current_iteration, mode, iteration_number_tensor,
         previous_iteration_vars, is_growing_phase, evaluation_name)
     config = self.config
+    if self._plan is not None and mode == tf.estimator.ModeKeys.EVAL:
+      self._plan.iteration = current_iteration
     if mode != tf.estimator.ModeKeys.TRAIN or is_growing_phase:
       return spec
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
@@ -238,6 +252,47 @@ class AdaNasEstimator(adanet.Estimator):
       self._execute_bookkeeping_phase(input_fn, iteration,
                                       train_hooks=list(hooks),
                                       checkpoint_path=checkpoint)
+
+  def evaluate(self, input_fn, steps=None, hooks=None, checkpoint_path=None,
+               name=None):
+    """adanet's `evaluate`, with the candidate selection it needs first run
+    in the same graph and session (one_pass.py) unless the selection of
+    this checkpoint is known already; the metrics and the selection are
+    the ones adanet's two graphs give."""
+    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+        self.model_dir)
+    key = (self._evaluator.input_fn, checkpoint_path)
+    if (not checkpoint_path or key in self._last_selection or
+        self.config.eval_distribute is not None):
+      return super().evaluate(input_fn, steps=steps, hooks=hooks,
+                              checkpoint_path=checkpoint_path, name=name)
+    plan = one_pass.Plan()
+    iteration = self._checkpoint_iteration_number(checkpoint_path)
+    select = one_pass.SelectFirst(
+        plan, lambda values: self._recorder.choose(values, iteration),
+        steps=self._evaluator.steps)
+    temp_estimator = self._create_temp_estimator(
+        config=self.config, checkpoint_path=checkpoint_path,
+        evaluation_name=name, best_ensemble_index=plan.index,
+        hooks=hooks)
+    self._plan = plan
+    try:
+      with compat.confusion_matrix_asserts_disabled():
+        metrics = temp_estimator.evaluate(
+            one_pass.combined_input_fn(plan, self._evaluator.input_fn,
+                                       input_fn),
+            steps=steps, hooks=[select, *(hooks or [])],
+            checkpoint_path=checkpoint_path, name=name)
+    except one_pass.NotCombinable:
+      return super().evaluate(input_fn, steps=steps, hooks=hooks,
+                              checkpoint_path=checkpoint_path, name=name)
+    finally:
+      self._plan = None
+    self.candidate_evaluations += 1
+    self._last_selection = {key: (plan.chosen, [(
+        self._architecture_filename(iteration),
+        plan.architecture(plan.chosen), checkpoint_path)])}
+    return metrics
 
   def evaluate_locally(self, *args, **kwargs):
     """`evaluate(*args, **kwargs)` in a local session on any task.

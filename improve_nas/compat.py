@@ -15,7 +15,9 @@ when it is constructed, and only where it is needed:
   builder: adanet picks the candidate with the smallest running loss in
   every step but turns NaN into -inf first, so one diverged candidate wins,
   its NaN becomes the Estimator's loss and NanTensorHook ends the search.
-  Here NaN and +-inf count as +inf (adanet's own docstring's intent).
+  Here NaN and +-inf count as +inf (adanet's own docstring's intent). An
+  override with an `index_tensor()` method (one_pass.DynamicIndex) gives
+  an index that the evaluation session sets.
 * `install_subnetwork_context()`, process-wide: adanet's subnetwork context
   (which points tf.summary.* and get_global_step at the subnetwork being
   built) reaches the scoped summary through a handle released when the
@@ -42,7 +44,7 @@ import types
 import tensorflow as tf
 
 __all__ = ["adanet", "install_alias", "nan_candidates_lose",
-           "best_finite_index", "install_subnetwork_context",
+           "best_finite_index", "confusion_matrix_asserts_disabled", "install_subnetwork_context",
            "install_replica_dispatchers", "install_distributed_summary_op",
            "mirrored_step_counters", "counters_on_first_replica"]
 
@@ -89,12 +91,24 @@ def best_finite_index(losses: tf.Tensor) -> tf.Tensor:
   return tf.argmin(losses, axis=0)
 
 
+def confusion_matrix_asserts_disabled():
+  """The context adanet's `evaluate` runs the Estimator's in (NaN
+  predictions of a diverged candidate do not fail its metrics)."""
+  from adanet.core import estimator as adanet_estimator  # pylint: disable=g-import-not-at-top
+  return adanet_estimator._disable_asserts_for_confusion_matrix_at_thresholds()  # pylint: disable=protected-access
+
+
 def nan_candidates_lose(iteration_builder) -> None:
   """Makes this adanet `_IterationBuilder` never pick a diverged candidate
   while another has a finite loss."""
   original = iteration_builder._best_candidate_index  # pylint: disable=protected-access
 
   def best_candidate_index(candidates, best_ensemble_index_override):
+    # An index chosen in the session (one_pass.DynamicIndex).
+    dynamic = getattr(best_ensemble_index_override, "index_tensor", None)
+    if dynamic is not None:
+      with tf.compat.v1.variable_scope("best_candidate_index"):
+        return dynamic()
     if best_ensemble_index_override is not None or len(candidates) == 1:
       return original(candidates, best_ensemble_index_override)
     with tf.compat.v1.variable_scope("best_candidate_index"):

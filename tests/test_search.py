@@ -81,9 +81,11 @@ def test_search_grid(tmp_path, monkeypatch, kd, generator, learn):
                   learn_mixture_weights=learn)
   model_dir = str(tmp_path / "run")
   before = weakref.WeakSet(_graphs())
-  # adanet's candidate evaluation phase, counted per checkpoint.
-  phases = []
+  # adanet's candidate evaluation phase, counted per checkpoint, and the
+  # selections made (the iteration of each).
+  phases, selections = [], []
   phase = adanet.Estimator._execute_candidate_evaluation_phase  # pylint: disable=protected-access
+  record = adanas_estimator.RecordingEvaluator.record
 
   def counted(self, input_fn, export_best_architecture, checkpoint_path,
               hooks):
@@ -91,13 +93,22 @@ def test_search_grid(tmp_path, monkeypatch, kd, generator, learn):
     return phase(self, input_fn, export_best_architecture, checkpoint_path,
                  hooks)
 
+  def recorded(self, values, iteration):
+    selections.append(iteration)
+    return record(self, values, iteration)
+
   monkeypatch.setattr(adanet.Estimator, "_execute_candidate_evaluation_phase",
                       counted)
+  monkeypatch.setattr(adanas_estimator.RecordingEvaluator, "record", recorded)
   result = search.run_search(c, model_dir)
   records = result.records
-  # Once per finished iteration: the test evaluation runs it, the next
-  # iteration's bookkeeping reuses its result (adanet alone ran it again).
-  assert phases == [f"model.ckpt-{STEPS}", f"model.ckpt-{2 * STEPS}"]
+  # Once per finished iteration, inside the test evaluation's graph and
+  # session, and never in a graph of its own: the next iteration's
+  # bookkeeping and the export reuse it (adanet alone selected twice, in
+  # graphs of their own). A lone candidate (iteration 1 of the constant
+  # generator) is chosen without a selection, as adanet does.
+  assert phases == []
+  assert selections == ([1] if generator == "constant" else [0, 1])
   assert [r.iteration for r in records] == [0, 1] and result.ended is None
   # No graph of the search outlives it (adanet's summaries used to keep one
   # per iteration alive, 100-300 MB each at the demo's sizes).
@@ -210,13 +221,13 @@ def test_finished_iteration_is_evaluated_and_rebuilt_once(tmp_path,
   bookkeeping reuses it), and no training session is opened on the
   finished iteration's graph again before it grows."""
   evaluations = []
-  evaluate = adanas_estimator.RecordingEvaluator.evaluate
+  record = adanas_estimator.RecordingEvaluator.record
 
-  def counted(self, sess, ensemble_metrics):
-    evaluations.append(sess.graph)
-    return evaluate(self, sess, ensemble_metrics)
+  def counted(self, values, iteration):
+    evaluations.append(iteration)
+    return record(self, values, iteration)
 
-  monkeypatch.setattr(adanas_estimator.RecordingEvaluator, "evaluate",
+  monkeypatch.setattr(adanas_estimator.RecordingEvaluator, "record",
                       counted)
   sessions = []
 
@@ -233,7 +244,7 @@ def test_finished_iteration_is_evaluated_and_rebuilt_once(tmp_path,
                              hooks=[CountSteps()])
   assert [r.iteration for r in result.records] == [0, 1]
   # Two candidate ensembles in each iteration: one selection each.
-  assert len(evaluations) == 2
+  assert evaluations == [0, 1]
   assert [n for n in sessions if n] == [STEPS, STEPS]
   # The chosen architecture of iteration 1 was still written for adanet.
   assert os.path.exists(os.path.join(model_dir, "architecture-0.json"))
