@@ -28,10 +28,12 @@ Reported per iteration:
   step to the next one's (the last iteration's gap is to the end of the
   search, its selection, test evaluation and records, without an export).
 - `boundary_phases`: the boundary split into its phases, in seconds:
-  `selection` (adanet's candidate evaluation phase: every candidate
-  ensemble over the selection split), `test_evaluation` (the rest of
-  `evaluate`: building the chosen ensemble's graph, running the test
-  split), `graph_growing` (adanet's growing phase: the next iteration's
+  `selection` (adanet's candidate evaluation phase in a graph of its own:
+  every candidate ensemble over the selection split; 0 since the test
+  evaluation selects in its own graph and session, improve_nas/one_pass.py,
+  unless a resumed search needs it), `test_evaluation` (the rest of
+  `evaluate`: building the iteration's graph, the selection in it, running
+  the test split), `graph_growing` (adanet's growing phase: the next iteration's
   graph built in a temporary model_dir and its first checkpoint written),
   `training_graph` (the next `train` call up to its hooks' `begin`: the
   next iteration's training graph built again), `session_start` (session

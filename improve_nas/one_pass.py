@@ -88,13 +88,24 @@ def _call(fn: Callable, mode, params, config):
   return fn(**kwargs)
 
 
+def _batch_relaxed(a: tf.TensorShape, b: tf.TensorShape) -> tf.TensorShape:
+  """The shape both `a` and `b` have, the batch size left open; raises
+  NotCombinable when they differ in anything else (the graph is built for
+  one shape of example)."""
+  if (a.rank is None or a.rank != b.rank or
+      a.as_list()[1:] != b.as_list()[1:]):
+    raise NotCombinable(f"the splits' examples differ in shape: {a}, {b}")
+  return a.most_specific_compatible_shape(b)
+
+
 def combined_input_fn(plan: Plan, selection_fn: Callable,
                       test_fn: Callable) -> Callable:
   """An Estimator input_fn reading either split through one iterator
   (the test split unless `SelectFirst` says otherwise).
 
   Raises NotCombinable (when the Estimator calls it) if either input_fn
-  does not return a tf.data.Dataset of the same element types."""
+  does not return a tf.data.Dataset, or their elements differ in type or in
+  shape (the batch size aside)."""
 
   def input_fn(mode, params, config):
     datasets = [_call(fn, mode, params, config)
@@ -110,8 +121,7 @@ def combined_input_fn(plan: Plan, selection_fn: Callable,
     if types[0] != types[1] or classes[0] != classes[1]:
       raise NotCombinable("the splits' elements differ in type")
     shapes = tf.nest.map_structure(
-        lambda a, b: a.most_specific_compatible_shape(b),
-        tf.compat.v1.data.get_output_shapes(datasets[0]),
+        _batch_relaxed, tf.compat.v1.data.get_output_shapes(datasets[0]),
         tf.compat.v1.data.get_output_shapes(datasets[1]))
     iterator = tf.compat.v1.data.Iterator.from_structure(
         types[0], shapes, output_classes=classes[0])
