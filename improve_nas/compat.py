@@ -44,9 +44,10 @@ import types
 import tensorflow as tf
 
 __all__ = ["adanet", "install_alias", "nan_candidates_lose",
-           "best_finite_index", "confusion_matrix_asserts_disabled", "install_subnetwork_context",
-           "install_replica_dispatchers", "install_distributed_summary_op",
-           "mirrored_step_counters", "counters_on_first_replica"]
+           "best_finite_index", "confusion_matrix_asserts_disabled",
+           "install_subnetwork_context", "install_replica_dispatchers",
+           "install_distributed_summary_op", "mirrored_step_counters",
+           "counters_on_first_replica"]
 
 _OLD_GRAPH_VIEW = "tensorflow.python.training.tracking.graph_view"
 _NEW_GRAPH_VIEW = "tensorflow.python.checkpoint.graph_view"

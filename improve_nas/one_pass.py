@@ -34,7 +34,8 @@ __all__ = ["NotCombinable", "DynamicIndex", "Plan", "combined_input_fn",
 
 class NotCombinable(Exception):
   """The two input_fns cannot share one iterator (not datasets, or their
-  elements differ in structure or type): evaluate the usual way."""
+  elements differ in structure, type or example shape): evaluate the usual
+  way."""
 
 
 class DynamicIndex:
@@ -162,6 +163,9 @@ class SelectFirst(tf.compat.v1.train.SessionRunHook):
   def after_create_session(self, session, coord):
     del coord
     plan = self._plan
+    if plan.iteration is None:  # adanet's model_fn did not come through
+      raise RuntimeError("the evaluation graph holds no adanet iteration "
+                         "to select from")
     losses = [c.ensemble_spec.adanet_loss for c in plan.candidates]
     index = 0
     if len(losses) > 1:
