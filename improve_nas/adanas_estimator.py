@@ -137,7 +137,6 @@ class AdaNasEstimator(adanet.Estimator):
     self._last_selection = {}
     self._collecting = None
     self.candidate_evaluations = 0  # selection phases actually run
-    self._plan: Optional[one_pass.Plan] = None  # of a one-pass evaluate
     self._graphs_written = set()  # iterations whose graph TensorBoard has
     growth.graphs_from_saver_hook_only(self.model_dir)
     compat.install_subnetwork_context()
@@ -211,8 +210,6 @@ class AdaNasEstimator(adanet.Estimator):
         current_iteration, mode, iteration_number_tensor,
         previous_iteration_vars, is_growing_phase, evaluation_name)
     config = self.config
-    if self._plan is not None and mode == tf.estimator.ModeKeys.EVAL:
-      self._plan.iteration = current_iteration
     if mode != tf.estimator.ModeKeys.TRAIN or is_growing_phase:
       return spec
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
@@ -273,9 +270,7 @@ class AdaNasEstimator(adanet.Estimator):
         steps=self._evaluator.steps)
     temp_estimator = self._create_temp_estimator(
         config=self.config, checkpoint_path=checkpoint_path,
-        evaluation_name=name, best_ensemble_index=plan.index,
-        hooks=hooks)
-    self._plan = plan
+        evaluation_name=name, best_ensemble_index=plan, hooks=hooks)
     try:
       with compat.confusion_matrix_asserts_disabled():
         metrics = temp_estimator.evaluate(
@@ -286,8 +281,6 @@ class AdaNasEstimator(adanet.Estimator):
     except one_pass.NotCombinable:
       return super().evaluate(input_fn, steps=steps, hooks=hooks,
                               checkpoint_path=checkpoint_path, name=name)
-    finally:
-      self._plan = None
     self.candidate_evaluations += 1
     self._last_selection = {key: (plan.chosen, [(
         self._architecture_filename(iteration),

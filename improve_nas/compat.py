@@ -16,8 +16,8 @@ when it is constructed, and only where it is needed:
   every step but turns NaN into -inf first, so one diverged candidate wins,
   its NaN becomes the Estimator's loss and NanTensorHook ends the search.
   Here NaN and +-inf count as +inf (adanet's own docstring's intent). An
-  override with an `index_tensor()` method (one_pass.DynamicIndex) gives
-  an index that the evaluation session sets.
+  override with an `index_tensor(candidates)` method (one_pass.Plan)
+  gives an index that the evaluation session sets.
 * `install_subnetwork_context()`, process-wide: adanet's subnetwork context
   (which points tf.summary.* and get_global_step at the subnetwork being
   built) reaches the scoped summary through a handle released when the
@@ -105,11 +105,11 @@ def nan_candidates_lose(iteration_builder) -> None:
   original = iteration_builder._best_candidate_index  # pylint: disable=protected-access
 
   def best_candidate_index(candidates, best_ensemble_index_override):
-    # An index chosen in the session (one_pass.DynamicIndex).
+    # An index chosen in the session (one_pass.Plan).
     dynamic = getattr(best_ensemble_index_override, "index_tensor", None)
     if dynamic is not None:
       with tf.compat.v1.variable_scope("best_candidate_index"):
-        return dynamic()
+        return dynamic(candidates)
     if best_ensemble_index_override is not None or len(candidates) == 1:
       return original(candidates, best_ensemble_index_override)
     with tf.compat.v1.variable_scope("best_candidate_index"):

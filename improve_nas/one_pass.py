@@ -28,8 +28,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["NotCombinable", "DynamicIndex", "Plan", "combined_input_fn",
-           "SelectFirst", "batch_mean"]
+__all__ = ["NotCombinable", "Plan", "combined_input_fn", "SelectFirst",
+           "batch_mean"]
 
 
 class NotCombinable(Exception):
@@ -38,41 +38,31 @@ class NotCombinable(Exception):
   way."""
 
 
-class DynamicIndex:
-  """Passed to adanet as `best_ensemble_index_override`; the iteration
-  builder (see compat.nan_candidates_lose) asks it for the index tensor:
-  a local int32 variable, set by `SelectFirst` before the first step."""
+class Plan:
+  """One combined evaluation: passed to adanet as
+  `best_ensemble_index_override`, it gets the iteration's candidate
+  ensembles (adanet's order) from the iteration builder (see
+  compat.nan_candidates_lose), which takes its `index_tensor` as the best
+  index: a local int32 variable that `SelectFirst` sets before the first
+  step. It also keeps the iterator's two initialisers and the choice."""
 
   def __init__(self):
-    self.variable: Optional[tf.Variable] = None
+    self.candidates: list = []
     self.assign = None
     self.value = None  # the placeholder `assign` takes
+    self.selection_init = None
+    self.test_init = None
+    self.chosen: Optional[int] = None
 
-  def index_tensor(self) -> tf.Tensor:
-    self.variable = tf.compat.v1.get_variable(
+  def index_tensor(self, candidates) -> tf.Tensor:
+    self.candidates = list(candidates)
+    variable = tf.compat.v1.get_variable(
         "dynamic_best_index", shape=[], dtype=tf.int32,
         initializer=tf.compat.v1.zeros_initializer(), trainable=False,
         collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES])
     self.value = tf.compat.v1.placeholder(tf.int32, [], name="best_index")
-    self.assign = self.variable.assign(self.value)
-    return self.variable.read_value()
-
-
-class Plan:
-  """What one combined evaluation's graph holds for `SelectFirst`: the
-  iterator's two initialisers, the candidate ensembles (adanet's order)
-  and the index variable."""
-
-  def __init__(self):
-    self.index = DynamicIndex()
-    self.selection_init = None
-    self.test_init = None
-    self.iteration = None   # adanet's _Iteration, set while it is built
-    self.chosen: Optional[int] = None
-
-  @property
-  def candidates(self) -> list:
-    return list(self.iteration.candidates) if self.iteration else []
+    self.assign = variable.assign(self.value)
+    return variable.read_value()
 
   def architecture(self, index: int):
     return self.candidates[index].ensemble_spec.architecture
@@ -163,7 +153,7 @@ class SelectFirst(tf.compat.v1.train.SessionRunHook):
   def after_create_session(self, session, coord):
     del coord
     plan = self._plan
-    if plan.iteration is None:  # adanet's model_fn did not come through
+    if not plan.candidates:  # adanet's iteration builder did not ask
       raise RuntimeError("the evaluation graph holds no adanet iteration "
                          "to select from")
     losses = [c.ensemble_spec.adanet_loss for c in plan.candidates]
@@ -177,6 +167,6 @@ class SelectFirst(tf.compat.v1.train.SessionRunHook):
         except tf.errors.OutOfRangeError:
           break
       index = int(self._choose(batch_mean(batches, len(losses))))
-    session.run(plan.index.assign, {plan.index.value: index})
+    session.run(plan.assign, {plan.value: index})
     session.run(plan.test_init)
     plan.chosen = index

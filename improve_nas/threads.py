@@ -37,6 +37,11 @@ def per_operation() -> bool:
   return ENV_INTRA not in os.environ and ENV_INTER not in os.environ
 
 
+def _counts():
+  """(threads per operation, operations at once)."""
+  return 1, os.cpu_count() or 2
+
+
 def configure() -> bool:
   """Sets one thread per operation and as many operations at once as
   cores. Returns False (and changes nothing) when the environment sets the
@@ -45,8 +50,9 @@ def configure() -> bool:
     return False
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 2)
+    intra, inter = _counts()
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
   except RuntimeError:
     return False
   return True
@@ -56,5 +62,5 @@ def session_threads(config) -> None:
   """The same threads in a TF 1 session's ConfigProto (they count when the
   session is the process's first)."""
   if per_operation():
-    config.intra_op_parallelism_threads = 1
-    config.inter_op_parallelism_threads = os.cpu_count() or 2
+    (config.intra_op_parallelism_threads,
+     config.inter_op_parallelism_threads) = _counts()
