@@ -393,6 +393,26 @@ def test_evaluation_is_deterministic_and_complete():
                                 preprocess(raw["image"], 16).numpy())
 
 
+
+def test_pipelines_run_without_tfdatas_tuning_thread():
+  # Its thread made closing an Estimator's session wait for up to 10 s
+  # (input.without_tuning_thread); turning it off changes no batch.
+  tuned = tf.data.Options()
+  tuned.autotune.enabled = True
+  for training in (True, False):
+    fn = _digits_fn(split="train" if training else "test",
+                    training=training, seed=5)
+    ds = fn()
+    assert ds.options().autotune.enabled is False
+    assert fn().with_options(tuned).options().autotune.enabled is True
+    got = [b[0]["image"].numpy() for b in ds.take(3)]
+    want = [b[0]["image"].numpy()
+            for b in fn().with_options(tuned).take(3)]
+    assert len(got) == 3
+    for a, b in zip(got, want):
+      np.testing.assert_array_equal(a, b)
+
+
 # --- Into a search -----------------------------------------------------------
 
 def _logits_classes(model_dir):

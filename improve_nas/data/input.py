@@ -23,7 +23,7 @@ import tensorflow as tf
 from improve_nas import mirrored
 
 __all__ = ["IMAGE_KEY", "PipelineConfig", "make_input_fn", "preprocess",
-           "augment", "cutout", "scaled"]
+           "augment", "cutout", "scaled", "without_tuning_thread"]
 
 # The feature the towers read: {IMAGE_KEY: float32 [batch, size, size,
 # channels]} in [-1, 1]; also the input of the exported SavedModel.
@@ -156,7 +156,8 @@ def make_input_fn(source, config: PipelineConfig,
       ds = ds.map(lambda image, label: (
           {IMAGE_KEY: preprocess(image, config.image_size)}, label),
                   num_parallel_calls=tf.data.AUTOTUNE)
-      return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+      return without_tuning_thread(
+          ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
 
     # Shuffle the small uint8 images, before they become float32, then
     # augment whole batches at once (each image still draws its own crop,
@@ -182,6 +183,23 @@ def make_input_fn(source, config: PipelineConfig,
       ds = ds.rebatch(
           mirrored.replica_batch_size(config.batch_size, replicas),
           drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return without_tuning_thread(ds.prefetch(tf.data.AUTOTUNE))
 
   return input_fn
+
+
+def without_tuning_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """`ds` without tf.data's model-based autotuning.
+
+  With it, each iterator runs a background thread that re-plans the
+  pipeline's parallelism at growing intervals, up to 10 s apart, and on
+  TensorFlow 2.15 destroying the iterator of an Estimator's session waits
+  for that thread's next wake-up: closing a training session took 0 to 9 s
+  (measured in the demo's search, where it made boundaries between
+  iterations vary from 10 to 21 s). Without it, AUTOTUNE still works where
+  the pipeline uses it: a map runs as many calls at once as cores, and a
+  prefetch buffer grows by itself. The batches are the same either way.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
