@@ -21,7 +21,11 @@ operation (improve_nas/threads.py), which changes the digits, from a fresh
 clone: `make demo` 114 s (0.986), seeds 1-3 113, 117 and 116 s (0.983,
 0.989, 0.981); with evaluations that build no initializers and select in
 their own graph (the same records), from a fresh clone: `make demo` 87 s
-(0.986), seeds 1-3 90, 94 and 98 s (0.983, 0.989, 0.981). One 1@192 tower of about the same size trained
+(0.986), seeds 1-3 90, 94 and 98 s (0.983, 0.989, 0.981); with input
+pipelines that no longer wait for tf.data's tuning thread at each session
+close (the same records), from a fresh clone on a day this machine ran
+slower: `make demo` 98 s, seeds 1-3 99, 104 and 102 s, where alternating
+before and after that change gave 98-104 s and 91-95 s. One 1@192 tower of about the same size trained
 for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
 
