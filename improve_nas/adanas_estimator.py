@@ -19,6 +19,7 @@ import tensorflow as tf
 from improve_nas import compat
 from improve_nas import growth
 from improve_nas import one_pass
+from improve_nas import readiness
 from improve_nas.builder import CandidateGenerator
 from improve_nas.compat import adanet
 from improve_nas.errors import ConfigError, SearchDiverged
@@ -204,13 +205,21 @@ class AdaNasEstimator(adanet.Estimator):
   def _create_estimator_spec(self, current_iteration, mode,
                              iteration_number_tensor, previous_iteration_vars,
                              is_growing_phase, evaluation_name):
-    """adanet's spec; in training, with the Saver that grows the graph from
-    an increment checkpoint and the checkpoint hook of growth.py."""
+    """adanet's spec, with readiness checks built once (readiness.py); in
+    training, with the Saver that grows the graph from an increment
+    checkpoint and the checkpoint hook of growth.py."""
     spec = super()._create_estimator_spec(
         current_iteration, mode, iteration_number_tensor,
         previous_iteration_vars, is_growing_phase, evaluation_name)
     config = self.config
-    if mode != tf.estimator.ModeKeys.TRAIN or is_growing_phase:
+    if is_growing_phase:
+      return spec
+    if config.train_distribute is None and config.eval_distribute is None:
+      spec = spec._replace(
+          training_hooks=[*spec.training_hooks, readiness.ReadinessHook()],
+          evaluation_hooks=[*spec.evaluation_hooks,
+                            readiness.ReadinessHook()])
+    if mode != tf.estimator.ModeKeys.TRAIN:
       return spec
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
     scaffold = spec.scaffold
