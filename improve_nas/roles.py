@@ -11,10 +11,12 @@ cluster facts).
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from improve_nas import growth
 from improve_nas.records import DamagedFile, load_search
 from improve_nas.search import Search
 from improve_nas.tf_config import ClusterTask, start_server
@@ -63,6 +65,11 @@ def evaluate_checkpoints(search: Search,
   for path in tf.train.checkpoints_iterator(
       model_dir, min_interval_secs=poll_secs, timeout=poll_secs,
       timeout_fn=search_over):
+    if os.path.basename(path).startswith(growth.INCREMENT_CHECKPOINT):
+      # The start of the next iteration (growth.py): the finished
+      # iteration's values, already evaluated, and none of the new
+      # candidates' variables, which its graph would try to restore.
+      continue
     metrics = search.estimator.evaluate_locally(
         search.input_fns.eval, steps=c.eval_steps or None,
         checkpoint_path=path, name="evaluator")
