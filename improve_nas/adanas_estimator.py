@@ -214,13 +214,15 @@ class AdaNasEstimator(adanet.Estimator):
     config = self.config
     if is_growing_phase:
       return spec
-    if config.train_distribute is None and config.eval_distribute is None:
-      spec = spec._replace(
-          training_hooks=[*spec.training_hooks, readiness.ReadinessHook()],
-          evaluation_hooks=[*spec.evaluation_hooks,
-                            readiness.ReadinessHook()])
+    lean = config.train_distribute is None and config.eval_distribute is None
     if mode != tf.estimator.ModeKeys.TRAIN:
+      if lean and mode == tf.estimator.ModeKeys.EVAL:
+        spec = spec._replace(evaluation_hooks=[*spec.evaluation_hooks,
+                                               readiness.ReadinessHook()])
       return spec
+    if lean:
+      spec = spec._replace(
+          training_hooks=[*spec.training_hooks, readiness.ReadinessHook()])
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
     scaffold = spec.scaffold
     saver = growth.growing_saver(checkpoint, current_iteration.number,
