@@ -10,7 +10,7 @@ candidate diverged (`diverged`) and the mixture weights (`mixture_weights`).
 from __future__ import annotations
 
 import importlib.metadata
-import os
+import sys
 from typing import List, Optional
 
 import numpy as np
@@ -108,6 +108,26 @@ def placement_strategy(name: str):
                     f"{', '.join(PLACEMENTS)}")
 
 
+class _NoReportStore:
+  """adanet's store of subnetwork reports (`_ReportAccessor`) for an
+  Estimator without a report materializer, which reads and writes no
+  report. adanet's own makes MODEL_DIR/report when the Estimator is
+  constructed; removing it again when empty raced the other processes of a
+  cluster, which start on the same model_dir at the same moment (one
+  removed the directory another had just found and was about to use)."""
+
+  def __init__(self, report_dir, filename=None):
+    del report_dir, filename
+
+  def read_iteration_reports(self):
+    return []
+
+  def write_iteration_report(self, iteration_number, materialized_reports):
+    del materialized_reports
+    raise RuntimeError(f"iteration {iteration_number}: there is no report "
+                       "store without a report materializer")
+
+
 class AdaNasEstimator(adanet.Estimator):
   """adanet.Estimator for a `CandidateGenerator`, one ensembler and a
   `RecordingEvaluator` (see estimator.make_estimator).
@@ -119,17 +139,16 @@ class AdaNasEstimator(adanet.Estimator):
   def __init__(self, *, subnetwork_generator: CandidateGenerator,
                ensemblers, evaluator: RecordingEvaluator, **kwargs):
     check_adanet_version()
-    # adanet creates MODEL_DIR/report when constructed (for reports only a
-    # report materializer writes, and we have none); building a search
-    # must leave a model_dir as it was, so what it created goes again.
-    model_dir = kwargs.get("model_dir") or kwargs["config"].model_dir
-    created = [path for path in (model_dir, os.path.join(model_dir, "report"))
-               if not tf.io.gfile.exists(path)]
-    super().__init__(subnetwork_generator=subnetwork_generator,
-                     ensemblers=ensemblers, evaluator=evaluator, **kwargs)
-    for path in reversed(created):
-      if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
-        tf.io.gfile.rmtree(path)
+    # Building a search writes nothing (see _NoReportStore).
+    estimator_module = sys.modules[adanet.Estimator.__module__]
+    store = estimator_module._ReportAccessor  # pylint: disable=protected-access
+    if kwargs.get("report_materializer") is None:
+      estimator_module._ReportAccessor = _NoReportStore  # pylint: disable=protected-access
+    try:
+      super().__init__(subnetwork_generator=subnetwork_generator,
+                       ensemblers=ensemblers, evaluator=evaluator, **kwargs)
+    finally:
+      estimator_module._ReportAccessor = store  # pylint: disable=protected-access
     self._generator = subnetwork_generator
     self._ensembler_name = ensemblers[0].name
     self._recorder = evaluator

@@ -1,8 +1,9 @@
 """A battery of damaged and contested model_dirs.
 
-One small search runs in the background; while it runs, a second search,
-an --overwrite and an --export_only on its model_dir are refused, and
-improve-nas-report and TensorBoard's reader read it. Once it is done, copies
+One small search runs in the background; while it runs (paused, so that
+it outlasts them on a loaded machine), a second search, an --overwrite and
+an --export_only on its model_dir are refused, and improve-nas-report and
+TensorBoard's reader read it. Once it is done, copies
 of its model_dir are damaged one way each (files cut, removed, replaced by
 garbage, made unreadable, a lock left by a killed process) and given to the
 commands. Each case must end in either a documented recovery (exit 0, one
@@ -177,11 +178,16 @@ def battery(tmp_path_factory):
       stderr=subprocess.STDOUT, text=True, start_new_session=True)
   live = {}
   try:
+    # Once it holds the lock and has written its first checkpoint, the
+    # search is paused (SIGSTOP) while the others race it, so that it is
+    # still running however long they take on a loaded machine.
     deadline = time.time() + 300
-    while ((lock_lib.read_holder(str(base)) or {}).get("pid") != search.pid
+    while (((lock_lib.read_holder(str(base)) or {}).get("pid") != search.pid
+            or not tf.io.gfile.glob(str(base / "model.ckpt-*.index")))
            and time.time() < deadline and search.poll() is None):
       time.sleep(0.2)
     assert search.poll() is None, search.stdout.read()[-3000:]
+    os.kill(search.pid, signal.SIGSTOP)
     before = records.load_saved_config(str(base))
     # All at once, as users racing each other would.
     commands = {
@@ -207,6 +213,7 @@ def battery(tmp_path_factory):
     live["tensorboard reads"] = reads
     live["still running"] = search.poll() is None
     live["config unchanged"] = records.load_saved_config(str(base)) == before
+    os.kill(search.pid, signal.SIGCONT)
     out, _ = search.communicate(timeout=600)
   except BaseException:
     os.killpg(search.pid, signal.SIGKILL)

@@ -199,16 +199,17 @@ def _own_accuracy(c, model_dir, iteration, record):
   tower rebuilt in a fresh graph, every weight read from the latest
   checkpoint by name, run on the eval split's first eval_steps batches."""
   prefix = f"adanet/iteration_{iteration}/subnetwork_t{iteration}_{record.chosen}/"
-  reader = tf.train.load_checkpoint(model_dir)
   with tf.Graph().as_default(), tf.compat.v1.Session() as session:
     images, labels = tf.compat.v1.data.make_one_shot_iterator(
         estimator_lib.input_fns(c).eval()).get_next()
     arch = next(x.arch for x in record.candidates if x.name == record.chosen)
     tower = NasnetTower(arch, 10, use_aux_head=False, name="nasnet")
     logits = tower(images["image"], training=False)["logits"]
-    session.run(tf.compat.v1.global_variables_initializer())
-    for v in tower.weights:
-      v.load(reader.get_tensor(prefix + v.name[:-len(":0")]), session)
+    # Every weight by its name in the search's checkpoint, in one restore
+    # (a missing name fails it).
+    tf.compat.v1.train.Saver(
+        {prefix + v.name[:-len(":0")]: v for v in tower.weights}).restore(
+            session, tf.train.latest_checkpoint(model_dir))
     right = seen = 0
     for _ in range(c.eval_steps):
       out, truth = session.run([logits, labels])

@@ -1,6 +1,8 @@
 """Graph-level tests of distillation, mixture weights and generators, built
 with adanet's real Subnetwork / ensembler classes."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -185,3 +187,29 @@ def test_candidate_names_give_back_their_architecture():
   for text in ("1@24", "6@768", "7@2304"):
     arch = ArchSpec.parse(text)
     assert candidate_arch(candidate_name(arch)) == arch
+
+
+def _directory_state(path):
+  """What creating or removing anything in `path` changes."""
+  return sorted(os.listdir(path)), os.stat(path).st_mtime_ns
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_building_a_search_creates_and_removes_nothing(tmp_path, existing):
+  # The processes of a cluster build their searches on one model_dir at the
+  # same moment: a directory one of them made and removed again was gone
+  # under another that had just found it.
+  from improve_nas import search  # pylint: disable=g-import-not-at-top
+  from test_search import tiny_config  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  if existing:
+    model_dir.mkdir()
+  before = _directory_state(tmp_path)
+  inside = _directory_state(model_dir) if existing else None
+  built = search.build_search(tiny_config(), str(model_dir))
+  assert built.estimator.model_dir == str(model_dir)
+  assert _directory_state(tmp_path) == before
+  if existing:
+    assert _directory_state(model_dir) == inside
+  else:
+    assert not model_dir.exists()
