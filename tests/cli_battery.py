@@ -1,5 +1,6 @@
-"""Runs many `improve-nas` command lines cheaply: one process imports the
-command (and TensorFlow) once, then forks a fresh child per command line; each
+"""Runs many `improve-nas` command lines cheaply (either engine, with the
+interpreter of its environment): one process imports the command (and
+TensorFlow) once, then forks a fresh child per command line; each
 child parses its own flags and runs the real `trainer.main.run()`, with
 stdout and stderr captured and its exit status collected.
 
@@ -32,8 +33,13 @@ from trainer import main as trainer_main  # noqa: E402  pylint: disable=g-import
 # once, and one that runs as another user needs no file of the checkout.
 # pylint: disable=g-import-not-at-top,unused-import
 import importlib.abc  # noqa: E402,F401  (ml_collections' config files)
-from improve_nas import export, report, roles, search  # noqa: E402,F401
+import importlib.util  # noqa: E402
 import tensorflow_datasets  # noqa: E402,F401
+if importlib.util.find_spec("adanet") is not None:
+  from improve_nas import export, report, roles, search  # noqa: E402,F401
+else:  # the Keras engine's environment (--engine=keras)
+  from improve_nas.keras_engine import search as keras_search  # noqa: E402,F401
+  from trainer import keras_main  # noqa: E402,F401
 # pylint: enable=g-import-not-at-top,unused-import
 
 

@@ -39,5 +39,13 @@ def pytest_configure(config):
       "ignore:distutils Version classes are deprecated:DeprecationWarning")
 
 
+# The modules that take longest (pytest --durations, summed per module).
+LONGEST = ["test_monitoring.py", "test_resume.py", "test_search.py",
+           "test_model_dir_faults.py", "test_compare.py", "test_compat.py",
+           "test_paper_configs.py", "test_data.py", "test_one_pass.py",
+           "test_faults.py"]
+
+
 def pytest_collection_modifyitems(config, items):
   killable.skip_slow_unless_asked(config, items)
+  killable.longest_modules_first(items, LONGEST)

@@ -90,3 +90,12 @@ def skip_slow_unless_asked(config, items):
   for item in items:
     if "slow" in item.keywords:
       item.add_marker(skip_slow)
+
+
+def longest_modules_first(items, longest):
+  """Puts the tests of the modules named in `longest` (file names, longest
+  first) before the others, which keep their order. `make test` gives
+  whole modules to pytest-xdist's workers in this order: a long module
+  handed out last would run on alone while the other cores sit idle."""
+  rank = {name: i for i, name in enumerate(longest)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -31,3 +31,6 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
   killable.skip_slow_unless_asked(config, items)
+  killable.longest_modules_first(items, [
+      "test_keras_search.py", "test_keras_refusals.py",
+      "test_keras_mirrored.py", "test_keras_towers.py"])

@@ -1,5 +1,9 @@
 """The Keras engine's promises on bad input: one line, exit 2, nothing in
-the model_dir changed; a model_dir of another config or engine refused."""
+the model_dir changed; a model_dir of another config or engine refused.
+
+The command lines run in one process that imports the command once and
+forks a child per command line (tests/cli_battery.py), each on its own
+copy of a finished search where it needs one."""
 
 import glob
 import json
@@ -15,11 +19,20 @@ import keras_run
 from keras_run import ROOT, Run
 
 
-def _cli(*argv):
-  return subprocess.run(
-      [sys.executable, "-m", "trainer.main", *argv], cwd=ROOT,
-      capture_output=True, text=True, timeout=120,
+def _battery(command_lines, folder):
+  """The results of `improve-nas` run with each argv of `command_lines`,
+  in order, as subprocess.CompletedProcess."""
+  cases, results = folder / "cases.json", folder / "results.json"
+  cases.write_text(json.dumps([{"argv": argv} for argv in command_lines]))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
+       str(cases), str(results)], cwd=ROOT, capture_output=True, text=True,
+      timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [subprocess.CompletedProcess(argv, r["returncode"], r["stdout"],
+                                      r["stderr"])
+          for argv, r in zip(command_lines, json.loads(results.read_text()))]
 
 
 def _snapshot(model_dir):
@@ -47,29 +60,6 @@ def finished(tmp_path_factory):
   return model_dir
 
 
-def test_another_config_is_refused_and_nothing_changes(finished):
-  before = _snapshot(finished)
-  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1",
-              "--config.learning_rate=0.5", f"--model_dir={finished}")
-  _one_line_exit_2(proc, "config.learning_rate", "--overwrite")
-  assert _snapshot(finished) == before
-
-
-def test_the_adanet_engines_model_dir_is_refused(finished, tmp_path):
-  # What the adanet engine leaves: config.json, no engine.json.
-  adanet_dir = tmp_path / "adanet"
-  adanet_dir.mkdir()
-  with open(os.path.join(finished, "config.json")) as f:
-    (adanet_dir / "config.json").write_text(f.read())
-  before = _snapshot(str(adanet_dir))
-  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1",
-              f"--model_dir={adanet_dir}")
-  _one_line_exit_2(proc, "adanet engine", "--engine=adanet")
-  assert _snapshot(str(adanet_dir)) == before
-  with open(os.path.join(finished, "engine.json")) as f:
-    assert json.load(f) == {"engine": "keras"}
-
-
 BAD = [
     (["--config.batch_size=0"], "config.batch_size"),
     (["--config.generator=greedy"], "config.generator"),
@@ -83,32 +73,85 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("extra,word", BAD, ids=[w for _, w in BAD])
-def test_bad_input_is_one_line_and_exit_2(extra, word, finished):
-  before = _snapshot(finished)
-  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1", *extra,
-              f"--model_dir={finished}")
-  _one_line_exit_2(proc, word)
-  assert _snapshot(finished) == before
+@pytest.fixture(scope="module")
+def refused(finished, tmp_path_factory):
+  """{case: (model_dir, its files' times before, the command's result)}."""
+  root = tmp_path_factory.mktemp("refused")
+  search = [*keras_run.FLAGS, "--config.max_iterations=1"]
+  cases = {}
 
+  def copy(name):
+    model_dir = str(root / name)
+    shutil.copytree(finished, model_dir)
+    return model_dir
 
-def test_a_model_dir_that_is_a_file_is_one_line(tmp_path):
-  path = tmp_path / "file"
+  model_dir = copy("another_config")
+  cases["another config"] = (model_dir, [*search, "--config.learning_rate=0.5",
+                                         f"--model_dir={model_dir}"])
+  # What the adanet engine leaves: config.json, no engine.json.
+  adanet_dir = root / "adanet"
+  adanet_dir.mkdir()
+  with open(os.path.join(finished, "config.json")) as f:
+    (adanet_dir / "config.json").write_text(f.read())
+  cases["adanet engine"] = (str(adanet_dir),
+                            [*search, f"--model_dir={adanet_dir}"])
+  for extra, word in BAD:
+    model_dir = copy(f"bad_{word.strip('-')}")
+    cases[word] = (model_dir, [*search, *extra, f"--model_dir={model_dir}"])
+  path = root / "file"
   path.write_text("x")
-  _one_line_exit_2(_cli(*keras_run.FLAGS, f"--model_dir={path}"),
-                   "is a file")
+  cases["file"] = (str(path), [*keras_run.FLAGS, f"--model_dir={path}"])
+  diverged = str(root / "diverged")
+  cases["diverges"] = (diverged, [
+      *search, "--config.learning_rate=1e30", "--config.clip_gradients=0",
+      f"--model_dir={diverged}"])
+  model_dir = copy("export_only")
+  cases["export_only"] = (model_dir, ["--engine=keras", "--export_only",
+                                      f"--model_dir={model_dir}"])
+  empty = root / "empty"
+  empty.mkdir()
+  cases["export_only, no search"] = (str(empty), [
+      "--engine=keras", "--export_only", f"--model_dir={empty}"])
+  before = {name: _snapshot(model_dir) for name, (model_dir, _) in
+            cases.items()}
+  results = _battery([argv for _, argv in cases.values()], root)
+  return {name: (model_dir, before[name], result)
+          for (name, (model_dir, _)), result in zip(cases.items(), results)}
 
 
-def test_a_search_whose_every_candidate_diverges_says_so(tmp_path):
-  model_dir = tmp_path / "diverged"
-  proc = _cli(*keras_run.FLAGS, "--config.max_iterations=1",
-              "--config.learning_rate=1e30", "--config.clip_gradients=0",
-              f"--model_dir={model_dir}")
+def test_another_config_is_refused_and_nothing_changes(refused):
+  model_dir, before, proc = refused["another config"]
+  _one_line_exit_2(proc, "config.learning_rate", "--overwrite")
+  assert _snapshot(model_dir) == before
+
+
+def test_the_adanet_engines_model_dir_is_refused(refused, finished):
+  model_dir, before, proc = refused["adanet engine"]
+  _one_line_exit_2(proc, "adanet engine", "--engine=adanet")
+  assert _snapshot(model_dir) == before
+  with open(os.path.join(finished, "engine.json")) as f:
+    assert json.load(f) == {"engine": "keras"}
+
+
+@pytest.mark.parametrize("extra,word", BAD, ids=[w for _, w in BAD])
+def test_bad_input_is_one_line_and_exit_2(extra, word, refused):
+  del extra  # (the case is named by its word)
+  model_dir, before, proc = refused[word]
+  _one_line_exit_2(proc, word)
+  assert _snapshot(model_dir) == before
+
+
+def test_a_model_dir_that_is_a_file_is_one_line(refused):
+  _one_line_exit_2(refused["file"][2], "is a file")
+
+
+def test_a_search_whose_every_candidate_diverges_says_so(refused):
+  model_dir, _, proc = refused["diverges"]
   assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
   assert "Traceback" not in proc.stdout + proc.stderr
   assert "every candidate diverged" in proc.stderr
   assert "lower --config.learning_rate" in proc.stderr
-  assert keras_run.records(str(model_dir)) == []
+  assert keras_run.records(model_dir) == []
 
 
 def test_a_damaged_checkpoint_is_set_aside_and_the_search_resumes(
@@ -129,12 +172,12 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_search_resumes(
       keras_run.records(finished))
 
 
-def test_export_only_exports_the_last_finished_ensemble(finished, tmp_path):
-  proc = _cli("--engine=keras", "--export_only", f"--model_dir={finished}")
+def test_export_only_exports_the_last_finished_ensemble(refused):
+  model_dir, _, proc = refused["export_only"]
   assert proc.returncode == 0, proc.stderr[-2000:]
   (line,) = [l for l in proc.stdout.splitlines() if l.startswith("SavedModel")]
   path = line.split(": ", 1)[1]
-  assert os.path.dirname(path) == os.path.join(finished, "export")
+  assert os.path.dirname(path) == os.path.join(model_dir, "export")
   assert "serving_default" in tf.saved_model.load(path).signatures
-  _one_line_exit_2(_cli("--engine=keras", "--export_only",
-                        f"--model_dir={tmp_path}"), "holds no config.json")
+  _one_line_exit_2(refused["export_only, no search"][2],
+                   "holds no config.json")
