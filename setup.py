@@ -47,7 +47,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.15.1"],
         "gpu": ["tensorflow[and-cuda]==2.15.1"],
-        "test": ["pytest==8.3.3"],
+        "test": ["pytest==8.3.3", "pytest-xdist==3.8.0"],
     },
     entry_points={
         "console_scripts": [
