@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import threading
 from typing import List, Optional
 
 import numpy as np
@@ -128,6 +129,9 @@ class _NoReportStore:
                        "store without a report materializer")
 
 
+_STORE_SWAP = threading.Lock()
+
+
 class AdaNasEstimator(adanet.Estimator):
   """adanet.Estimator for a `CandidateGenerator`, one ensembler and a
   `RecordingEvaluator` (see estimator.make_estimator).
@@ -139,16 +143,19 @@ class AdaNasEstimator(adanet.Estimator):
   def __init__(self, *, subnetwork_generator: CandidateGenerator,
                ensemblers, evaluator: RecordingEvaluator, **kwargs):
     check_adanet_version()
-    # Building a search writes nothing (see _NoReportStore).
+    # Building a search writes nothing (see _NoReportStore). adanet's
+    # constructor finds its store by a module name, swapped here for the
+    # constructor's call only, one constructor at a time.
     estimator_module = sys.modules[adanet.Estimator.__module__]
-    store = estimator_module._ReportAccessor  # pylint: disable=protected-access
-    if kwargs.get("report_materializer") is None:
-      estimator_module._ReportAccessor = _NoReportStore  # pylint: disable=protected-access
-    try:
-      super().__init__(subnetwork_generator=subnetwork_generator,
-                       ensemblers=ensemblers, evaluator=evaluator, **kwargs)
-    finally:
-      estimator_module._ReportAccessor = store  # pylint: disable=protected-access
+    with _STORE_SWAP:
+      store = estimator_module._ReportAccessor  # pylint: disable=protected-access
+      if kwargs.get("report_materializer") is None:
+        estimator_module._ReportAccessor = _NoReportStore  # pylint: disable=protected-access
+      try:
+        super().__init__(subnetwork_generator=subnetwork_generator,
+                         ensemblers=ensemblers, evaluator=evaluator, **kwargs)
+      finally:
+        estimator_module._ReportAccessor = store  # pylint: disable=protected-access
     self._generator = subnetwork_generator
     self._ensembler_name = ensemblers[0].name
     self._recorder = evaluator
