@@ -10,8 +10,6 @@ candidate diverged (`diverged`) and the mixture weights (`mixture_weights`).
 from __future__ import annotations
 
 import importlib.metadata
-import sys
-import threading
 from typing import List, Optional
 
 import numpy as np
@@ -109,29 +107,6 @@ def placement_strategy(name: str):
                     f"{', '.join(PLACEMENTS)}")
 
 
-class _NoReportStore:
-  """adanet's store of subnetwork reports (`_ReportAccessor`) for an
-  Estimator without a report materializer, which reads and writes no
-  report. adanet's own makes MODEL_DIR/report when the Estimator is
-  constructed; removing it again when empty raced the other processes of a
-  cluster, which start on the same model_dir at the same moment (one
-  removed the directory another had just found and was about to use)."""
-
-  def __init__(self, report_dir, filename=None):
-    del report_dir, filename
-
-  def read_iteration_reports(self):
-    return []
-
-  def write_iteration_report(self, iteration_number, materialized_reports):
-    del materialized_reports
-    raise RuntimeError(f"iteration {iteration_number}: there is no report "
-                       "store without a report materializer")
-
-
-_STORE_SWAP = threading.Lock()
-
-
 class AdaNasEstimator(adanet.Estimator):
   """adanet.Estimator for a `CandidateGenerator`, one ensembler and a
   `RecordingEvaluator` (see estimator.make_estimator).
@@ -143,19 +118,9 @@ class AdaNasEstimator(adanet.Estimator):
   def __init__(self, *, subnetwork_generator: CandidateGenerator,
                ensemblers, evaluator: RecordingEvaluator, **kwargs):
     check_adanet_version()
-    # Building a search writes nothing (see _NoReportStore). adanet's
-    # constructor finds its store by a module name, swapped here for the
-    # constructor's call only, one constructor at a time.
-    estimator_module = sys.modules[adanet.Estimator.__module__]
-    with _STORE_SWAP:
-      store = estimator_module._ReportAccessor  # pylint: disable=protected-access
-      if kwargs.get("report_materializer") is None:
-        estimator_module._ReportAccessor = _NoReportStore  # pylint: disable=protected-access
-      try:
-        super().__init__(subnetwork_generator=subnetwork_generator,
-                         ensemblers=ensemblers, evaluator=evaluator, **kwargs)
-      finally:
-        estimator_module._ReportAccessor = store  # pylint: disable=protected-access
+    compat.install_lazy_report_store()  # building a search writes nothing
+    super().__init__(subnetwork_generator=subnetwork_generator,
+                     ensemblers=ensemblers, evaluator=evaluator, **kwargs)
     self._generator = subnetwork_generator
     self._ensembler_name = ensemblers[0].name
     self._recorder = evaluator
@@ -240,15 +205,14 @@ class AdaNasEstimator(adanet.Estimator):
     config = self.config
     if is_growing_phase:
       return spec
-    lean = config.train_distribute is None and config.eval_distribute is None
+    if config.train_distribute is None and config.eval_distribute is None:
+      hooks = {tf.estimator.ModeKeys.TRAIN: "training_hooks",
+               tf.estimator.ModeKeys.EVAL: "evaluation_hooks"}.get(mode)
+      if hooks:
+        spec = spec._replace(**{hooks: [*getattr(spec, hooks),
+                                        readiness.ReadinessHook()]})
     if mode != tf.estimator.ModeKeys.TRAIN:
-      if lean and mode == tf.estimator.ModeKeys.EVAL:
-        spec = spec._replace(evaluation_hooks=[*spec.evaluation_hooks,
-                                               readiness.ReadinessHook()])
       return spec
-    if lean:
-      spec = spec._replace(
-          training_hooks=[*spec.training_hooks, readiness.ReadinessHook()])
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
     scaffold = spec.scaffold
     saver = growth.growing_saver(checkpoint, current_iteration.number,

@@ -18,6 +18,9 @@ when it is constructed, and only where it is needed:
   Here NaN and +-inf count as +inf (adanet's own docstring's intent). An
   override with an `index_tensor(candidates)` method (one_pass.Plan)
   gives an index that the evaluation session sets.
+* `install_lazy_report_store()`, process-wide: adanet's report store makes
+  MODEL_DIR/report when it first writes a report, not when the Estimator
+  is constructed.
 * `install_subnetwork_context()`, process-wide: adanet's subnetwork context
   (which points tf.summary.* and get_global_step at the subnetwork being
   built) reaches the scoped summary through a handle released when the
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import threading
 import types
@@ -45,7 +49,8 @@ import tensorflow as tf
 
 __all__ = ["adanet", "install_alias", "nan_candidates_lose",
            "best_finite_index", "confusion_matrix_asserts_disabled",
-           "install_subnetwork_context", "install_replica_dispatchers",
+           "install_lazy_report_store", "install_subnetwork_context",
+           "install_replica_dispatchers",
            "install_distributed_summary_op", "mirrored_step_counters",
            "counters_on_first_replica"]
 
@@ -207,6 +212,32 @@ def subnetwork_context(iteration_step_scope, scoped_summary, trainable_vars):
     context = _released_context
   with context(iteration_step_scope, scoped_summary, trainable_vars):
     yield
+
+
+def install_lazy_report_store() -> None:
+  """adanet's Estimator makes MODEL_DIR/report when it is constructed, for
+  the reports of a report materializer (a search has none). Its store now
+  makes that directory when it first writes a report instead, so building
+  a search writes nothing: removing the directory again raced the other
+  processes of a cluster, which start on one model_dir at the same moment
+  (one removed what another had just found). Process-wide; idempotent."""
+  from adanet.core import estimator as adanet_estimator  # pylint: disable=g-import-not-at-top
+  from adanet.core import report_accessor  # pylint: disable=g-import-not-at-top
+  original = report_accessor._ReportAccessor  # pylint: disable=protected-access
+  if adanet_estimator._ReportAccessor is not original:  # pylint: disable=protected-access
+    return  # installed already
+
+  class LazyReportAccessor(original):
+
+    def __init__(self, report_dir, filename="iteration_reports.json"):  # pylint: disable=super-init-not-called
+      self._report_dir = report_dir
+      self._full_filepath = os.path.join(report_dir, filename)
+
+    def write_iteration_report(self, iteration_number, materialized_reports):
+      tf.io.gfile.makedirs(self._report_dir)
+      super().write_iteration_report(iteration_number, materialized_reports)
+
+  adanet_estimator._ReportAccessor = LazyReportAccessor  # pylint: disable=protected-access
 
 
 def install_subnetwork_context() -> None:

@@ -1,15 +1,18 @@
 """A command the tests start and may interrupt: `until(pattern=..., path=...)`
 sends a signal when a line of its output matches or a path exists (or a
-function of the process says so), then waits for it to end. Used by both
-suites (tests/ and tests_keras/); it imports nothing of improve_nas.
+function of the process says so), then waits for it to end. Also
+`run_battery`, many command lines in one process (cli_battery.py). Used by
+both suites (tests/ and tests_keras/); it imports nothing of improve_nas.
 
 Every process is killed by the test that started it, pass or fail.
 """
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 
 
@@ -70,6 +73,21 @@ class Process:
   @property
   def returncode(self):
     return self.proc.returncode
+
+
+def run_battery(cases, folder, root, timeout=900):
+  """The results ({"returncode", "stdout", "stderr"}) of tests/cli_battery.py
+  run on `cases` (its CASES.json entries) with this interpreter, from the
+  checkout `root`; its files go in `folder` (a pathlib.Path)."""
+  cases_path, results_path = folder / "cases.json", folder / "results.json"
+  cases_path.write_text(json.dumps(cases))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(root, "tests", "cli_battery.py"),
+       str(cases_path), str(results_path)], cwd=root, capture_output=True,
+      text=True, timeout=timeout,
+      env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(results_path.read_text())
 
 
 def add_slow_option(parser):

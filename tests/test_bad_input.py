@@ -6,16 +6,15 @@ The command lines run through tests/cli_battery.py: the real command in a
 fresh forked process each, after one shared import of TensorFlow.
 """
 
-import json
 import os
 import pwd
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 
 import pytest
+
+import killable
 
 from test_data import CIFAR10_COUNTS, write_cifar
 
@@ -197,7 +196,6 @@ def battery(tmp_path_factory):
        ["--config.dataset=cifar10", f"--config.data_dir={unreadable}",
         f"--model_dir={writable}/run"], [unreadable, "not readable"]),
   ]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   cannot_switch = _cannot_run_as_nobody()
   skipped = {}  # index -> why the case cannot run here
   for name, argv, _ in extra:
@@ -209,19 +207,13 @@ def battery(tmp_path_factory):
   os.chmod(locked, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP |
            stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
   os.chmod(unreadable, 0)
-  cases_path, results_path = root / "cases.json", root / "results.json"
-  cases_path.write_text(json.dumps(
-      [case for i, case in enumerate(cases) if i not in skipped]))
   try:
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
-         str(cases_path), str(results_path)], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = killable.run_battery(
+        [case for i, case in enumerate(cases) if i not in skipped], root,
+        ROOT, timeout=600)
   finally:
     os.chmod(unreadable, 0o755)
     os.chmod(locked, 0o755)
-  results = json.loads(results_path.read_text())
   for i in sorted(skipped):
     results.insert(i, {"skipped": skipped[i]})
   yield {"cases": CASES + extra, "results": results, "paths": paths,

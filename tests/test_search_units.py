@@ -208,12 +208,19 @@ def test_building_a_search_creates_and_removes_nothing(tmp_path, existing):
   inside = _directory_state(model_dir) if existing else None
   built = search.build_search(tiny_config(), str(model_dir))
   assert built.estimator.model_dir == str(model_dir)
-  # adanet's own report store is back for any other Estimator.
-  from adanet.core import estimator as adanet_estimator  # pylint: disable=g-import-not-at-top
-  from adanet.core.report_accessor import _ReportAccessor  # pylint: disable=g-import-not-at-top
-  assert adanet_estimator._ReportAccessor is _ReportAccessor  # pylint: disable=protected-access
   assert _directory_state(tmp_path) == before
   if existing:
     assert _directory_state(model_dir) == inside
   else:
     assert not model_dir.exists()
+  # adanet's report store still works for an Estimator with a report
+  # materializer: it makes its directory when it writes its first report.
+  from adanet.core import estimator as adanet_estimator  # pylint: disable=g-import-not-at-top
+  from adanet.core.report_accessor import _ReportAccessor  # pylint: disable=g-import-not-at-top
+  store_class = adanet_estimator._ReportAccessor  # pylint: disable=protected-access
+  assert issubclass(store_class, _ReportAccessor)
+  store = store_class(str(tmp_path / "elsewhere" / "report"))
+  assert not (tmp_path / "elsewhere").exists()
+  assert store.read_iteration_reports() == []
+  store.write_iteration_report(0, [])
+  assert len(store.read_iteration_reports()) == 1

@@ -10,29 +10,23 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
 
 import keras_run
 from keras_run import ROOT, Run
+import killable
 
 
 def _battery(command_lines, folder):
   """The results of `improve-nas` run with each argv of `command_lines`,
   in order, as subprocess.CompletedProcess."""
-  cases, results = folder / "cases.json", folder / "results.json"
-  cases.write_text(json.dumps([{"argv": argv} for argv in command_lines]))
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tests", "cli_battery.py"),
-       str(cases), str(results)], cwd=ROOT, capture_output=True, text=True,
-      timeout=900,
-      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = killable.run_battery([{"argv": argv} for argv in command_lines],
+                                 folder, ROOT)
   return [subprocess.CompletedProcess(argv, r["returncode"], r["stdout"],
                                       r["stderr"])
-          for argv, r in zip(command_lines, json.loads(results.read_text()))]
+          for argv, r in zip(command_lines, results)]
 
 
 def _snapshot(model_dir):
