@@ -27,8 +27,11 @@ close (the same records), from a fresh clone on a day this machine ran
 slower: `make demo` 98 s, seeds 1-3 99, 104 and 102 s, where alternating
 before and after that change gave 98-104 s and 91-95 s; with readiness
 checks built once (the same records), from a fresh clone: `make demo` 96 s
-(0.986), seeds 1-3 119, 101 and 105 s (0.983, 0.989, 0.981). One 1@192 tower of about the same size trained
-for 600 steps reaches 0.985 (README, "What the method does at small scale",
+(0.986), seeds 1-3 119, 101 and 105 s (0.983, 0.989, 0.981); with a
+search build that writes nothing to the model_dir (the same records), from
+a fresh clone: `make demo` 87 s (0.986), seeds 1-3 82, 102 and 93 s
+(0.983, 0.989, 0.981; 0.984 +- 0.003). One 1@192 tower of about the same
+size trained for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
 
 Why these choices at this scale (measured with `improve-nas-compare`):
