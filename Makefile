@@ -42,12 +42,14 @@ install-keras: $(KSTAMP)
 
 # The test suites, fast tests only, side by side: the adanet engine's in
 # .venv and the Keras engine's in its own environment, whose output follows
-# once both have ended. Either failing fails the target. Each suite runs on
-# TEST_WORKERS pytest-xdist workers, a whole module at a time, the longest
-# modules first (tests/conftest.py).
+# once both have ended. Either failing fails the target. The two
+# environments install side by side too (on a fresh clone). Each suite runs
+# on TEST_WORKERS pytest-xdist workers, a whole module at a time, the
+# longest modules first (tests/conftest.py).
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
-test: $(STAMP) $(KSTAMP)
+test:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(KSTAMP)
 	@log=$$(mktemp); \
 	$(KPY) -m pytest -q $(XDIST) tests_keras >$$log 2>&1 & keras=$$!; \
 	$(PY) -m pytest -q $(XDIST) tests; adanet=$$?; \

@@ -28,19 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from trainer import main as trainer_main  # noqa: E402  pylint: disable=g-import-not-at-top
+import forkserver  # noqa: E402  pylint: disable=g-import-not-at-top
 # What the command imports when it runs, loaded once here before the
 # children fork (it is lazy in the command): each case then starts at
 # once, and one that runs as another user needs no file of the checkout.
-# pylint: disable=g-import-not-at-top,unused-import
-import importlib.abc  # noqa: E402,F401  (ml_collections' config files)
-import importlib.util  # noqa: E402
-import tensorflow_datasets  # noqa: E402,F401
-if importlib.util.find_spec("adanet") is not None:
-  from improve_nas import export, report, roles, search  # noqa: E402,F401
-else:  # the Keras engine's environment (--engine=keras)
-  from improve_nas.keras_engine import search as keras_search  # noqa: E402,F401
-  from trainer import keras_main  # noqa: E402,F401
-# pylint: enable=g-import-not-at-top,unused-import
+forkserver.preload()
 
 
 def _run_case(case, out_path, err_path):

@@ -15,13 +15,15 @@ import subprocess
 import sys
 import threading
 
+import forkserver
+
 
 class Process:
   """`argv` run in `cwd`; with `merge_stderr` its stderr is part of the
   lines `pattern` is matched against."""
 
   def __init__(self, argv, cwd, env, merge_stderr=True):
-    self.proc = subprocess.Popen(
+    self.proc = forkserver.Popen(  # `python -m` commands: forked
         argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
     self.lines = []

@@ -2,10 +2,11 @@
 nothing in the model_dir is touched (most cases: test_bad_input.py)."""
 
 import os
-import subprocess
 import sys
 
 import pytest
+
+import forkserver
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(module, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
+  return forkserver.run([sys.executable, "-m", module, *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
 

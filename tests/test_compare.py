@@ -26,6 +26,8 @@ from improve_nas import records
 from improve_nas import study as study_lib
 from improve_nas.errors import ConfigError
 
+import forkserver
+
 # A tiny search: one iteration of one 1@24 tower on 8x8 digits.
 TINY = ("generator=constant initial_arch=1@24 max_iterations=1 "
         "steps_per_iteration=3 batch_size=8 use_aux_head=False eval_steps=1 "
@@ -37,7 +39,7 @@ KNOWN = {"small": {1: (0.5, 1000, 3e9, 10.0), 2: (0.7, 1000, 3e9, 14.0)},
 
 
 def _compare(*flags, timeout=600):
-  return subprocess.run([sys.executable, "-m", "trainer.compare", *flags],
+  return forkserver.run([sys.executable, "-m", "trainer.compare", *flags],
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -196,7 +198,7 @@ def test_refuses_another_study_and_bad_arms(tmp_path):
 
 
 def _start(flags):
-  return subprocess.Popen([sys.executable, "-m", "trainer.compare", *flags],
+  return forkserver.Popen([sys.executable, "-m", "trainer.compare", *flags],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
 

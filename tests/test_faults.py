@@ -10,7 +10,6 @@ import math
 import os
 import resource
 import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -22,6 +21,7 @@ from improve_nas import records as records_lib
 from improve_nas import search
 from improve_nas.builder import NasnetBuilder
 
+import forkserver
 from test_search import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +117,7 @@ def test_every_candidate_diverging_later_keeps_the_ensemble_so_far(
 def test_every_candidate_diverging_at_once_is_one_line_exit_1(tmp_path):
   model_dir = tmp_path / "run"
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  proc = subprocess.run(
+  proc = forkserver.run(
       [sys.executable, "-m", "trainer.main", "--config.quick=True",
        f"--config.learning_rate={ABSURD:g}", f"--model_dir={model_dir}",
        "--progress_secs=0"], cwd=ROOT, env=env, capture_output=True,
@@ -135,7 +135,7 @@ def test_every_candidate_diverging_at_once_is_one_line_exit_1(tmp_path):
 
 def _cli(model_dir, *flags, preexec_fn=None):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-  return subprocess.run(
+  return forkserver.run(
       [sys.executable, "-m", "trainer.main", "--config.quick=True",
        "--config.generator=constant", "--noexport", "--progress_secs=0",
        f"--model_dir={model_dir}", *flags], cwd=ROOT, env=env,

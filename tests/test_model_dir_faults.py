@@ -30,6 +30,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from improve_nas import lock as lock_lib
 from improve_nas import records
 
+import forkserver
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 5
 SEARCH = ["--config.image_size=8", "--config.initial_arch=1@24",
@@ -41,7 +43,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
 
 
 def _run(module, *argv, timeout=300):
-  return subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT,
+  return forkserver.run([sys.executable, "-m", module, *argv], cwd=ROOT,
                         env=ENV, capture_output=True, text=True,
                         timeout=timeout)
 
@@ -197,7 +199,7 @@ def battery(tmp_path_factory):
         "--export_only": ["trainer.main", "--export_only",
                           f"--model_dir={base}"],
         "report": ["trainer.report", f"--model_dir={base}"]}
-    started = {what: subprocess.Popen(
+    started = {what: forkserver.Popen(
         [sys.executable, "-m", *argv], cwd=ROOT, env=ENV, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for what, argv in commands.items()}

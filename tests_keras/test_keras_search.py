@@ -3,7 +3,6 @@ for TensorBoard and exports, and how it resumes after SIGKILL."""
 
 import dataclasses
 import os
-import subprocess
 import sys
 
 import keras
@@ -15,6 +14,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from improve_nas.data import datasets
 from improve_nas.records import CandidateRecord, IterationRecord
 
+import forkserver
 import keras_run
 from keras_run import ROOT, STEPS, Run
 
@@ -59,7 +59,7 @@ def test_records_have_every_field_of_the_adanet_engines(reference):
 
 def test_report_reads_the_search_unchanged(reference):
   model_dir, _ = reference
-  proc = subprocess.run(
+  proc = forkserver.run(
       [sys.executable, "-m", "trainer.report", f"--model_dir={model_dir}"],
       cwd=ROOT, capture_output=True, text=True,
       env=dict(os.environ, PYTHONPATH=ROOT))
