@@ -93,8 +93,13 @@ def run_battery(cases, folder, root, timeout=900):
 
 
 def add_slow_option(parser):
-  parser.addoption("--runslow", action="store_true", default=False,
-                   help="also run tests marked slow")
+  """Adds --runslow once: pytest started at the repository root without
+  paths (`pytest --version`) loads both suites' conftest.py."""
+  try:
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow")
+  except ValueError:  # the other suite's conftest.py added it
+    pass
 
 
 def register_slow_marker(config):
