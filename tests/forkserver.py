@@ -22,6 +22,7 @@ import io
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,8 +129,19 @@ def serve(path):
   while os.getppid() == parent:
     for _ in selector.select(timeout=0.02):
       conn, _ = listener.accept()
-      message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
-      request = json.loads(message)
+      message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 2)
+      while message and not message.endswith(b"\n"):  # one JSON line
+        more = conn.recv(1 << 16)
+        message += more
+        if not more:
+          break
+      try:
+        request = json.loads(message)
+      except ValueError:  # the test went away mid-request
+        for fd in fds:
+          os.close(fd)
+        conn.close()
+        continue
       pid = os.fork()
       if pid == 0:
         _child(request, fds, listener)
@@ -177,14 +189,15 @@ def _socket_path():
                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
       line = proc.stdout.readline()
       assert line.strip() == "ready", f"the fork server failed: {line!r}"
-      atexit.register(_stop, proc)
+      atexit.register(_stop, proc, folder)
       _server.update(pid=os.getpid(), path=path, proc=proc)
     return _server["path"]
 
 
-def _stop(proc):
+def _stop(proc, folder):
   proc.kill()
   proc.wait()
+  shutil.rmtree(folder, ignore_errors=True)
 
 
 def _served(argv):
@@ -213,8 +226,10 @@ class _Forked:
     self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     self._conn.connect(_socket_path())
     try:
-      socket.send_fds(self._conn, [json.dumps(request).encode()],
+      message = json.dumps(request).encode() + b"\n"
+      socket.send_fds(self._conn, [message[:1]],
                       [child for _, child in pipes])
+      self._conn.sendall(message[1:])
     finally:
       for _, child in pipes:
         os.close(child)
