@@ -2,7 +2,8 @@
 time: a server process imports the project's commands (and TensorFlow)
 once, then forks a child per command line. The child takes the cwd and
 environment asked for, and the stdout and stderr pipes the test passed
-(SCM_RIGHTS), and calls the module's `run()`, which is all its `__main__`
+(SCM_RIGHTS, with the socket the server reports the pid and the exit status
+on; no file or path is involved), and calls the module's `run()`, which is all its `__main__`
 block does (the module is already imported: executing it again as
 `__main__` would define its flags twice). Starting a search this way
 costs milliseconds instead of about 5 s of CPU.
@@ -14,7 +15,8 @@ subprocess), and the exit status is the one subprocess would report
 One server per test process (pytest-xdist worker), started on first use;
 it ends when that process does.
 
-    python tests/forkserver.py SOCKET   (the server; started by `Popen`)
+    python tests/forkserver.py FD   (the server, started by `Popen`; FD: its
+                                     end of a SOCK_SEQPACKET socketpair)
 """
 
 import atexit
@@ -22,12 +24,10 @@ import io
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -66,12 +66,13 @@ def preload():
     importlib.import_module(name)
 
 
-def _child(request, fds, listener):
+def _child(request, fds, sockets):
   """In the forked child: becomes `python -m MODULE ARGS` and exits."""
   import importlib  # pylint: disable=g-import-not-at-top
   code = 1
   try:
-    listener.close()
+    for sock in sockets:  # the server's: the test waits on their ends
+      sock.close()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(fds[0], 1)
@@ -113,40 +114,31 @@ def _child(request, fds, listener):
     os._exit(code)  # pylint: disable=protected-access
 
 
-def serve(path):
-  """Accepts requests on the Unix socket `path` until its parent ends."""
+def serve(fd):
+  """Takes requests from the socket `fd` until the test process ends."""
   sys.path.insert(0, ROOT)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   preload()
   parent = os.getppid()
-  listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  listener.bind(path)
-  listener.listen(64)
+  control = socket.socket(fileno=fd)
   print("ready", flush=True)
   children = {}  # pid -> the connection that asked for it
   selector = selectors.DefaultSelector()
-  selector.register(listener, selectors.EVENT_READ)
+  selector.register(control, selectors.EVENT_READ)
   while os.getppid() == parent:
-    for _ in selector.select(timeout=0.02):
-      conn, _ = listener.accept()
-      message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 2)
-      while message and not message.endswith(b"\n"):  # one JSON line
-        more = conn.recv(1 << 16)
-        message += more
-        if not more:
-          break
-      try:
-        request = json.loads(message)
-      except ValueError:  # the test went away mid-request
-        for fd in fds:
-          os.close(fd)
-        conn.close()
-        continue
+    if selector.select(timeout=0.02):
+      # One request per message: JSON, with the reply socket and the
+      # child's stdout (and stderr) attached.
+      message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+      if not message:
+        break  # the test process is gone
+      conn = socket.socket(fileno=fds[0])
+      request = json.loads(message)
       pid = os.fork()
       if pid == 0:
-        _child(request, fds, listener)
-      for fd in fds:
-        os.close(fd)
+        _child(request, fds[1:], [control, conn, *children.values()])
+      for fd_ in fds[1:]:
+        os.close(fd_)
       conn.sendall(f"{pid}\n".encode())
       children[pid] = conn
     while children:
@@ -176,28 +168,27 @@ _server = {}
 _server_lock = threading.Lock()
 
 
-def _socket_path():
-  """The server's socket, starting the server on first use."""
-  with _server_lock:
-    if _server.get("pid") != os.getpid():
-      folder = tempfile.mkdtemp(prefix="forkserver-")
-      path = os.path.join(folder, "socket")
-      env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
-                 TF_CPP_MIN_LOG_LEVEL="2")
-      proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                               path], cwd=ROOT, env=env, text=True,
-                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-      line = proc.stdout.readline()
-      assert line.strip() == "ready", f"the fork server failed: {line!r}"
-      atexit.register(_stop, proc, folder)
-      _server.update(pid=os.getpid(), path=path, proc=proc)
-    return _server["path"]
+def _control():
+  """The server's request socket, starting the server on first use."""
+  if _server.get("pid") != os.getpid():
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), str(theirs.fileno())],
+        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
+    theirs.close()
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", f"the fork server failed: {line!r}"
+    atexit.register(_stop, proc)
+    _server.update(pid=os.getpid(), control=mine, proc=proc)
+  return _server["control"]
 
 
-def _stop(proc, folder):
+def _stop(proc):
   proc.kill()
   proc.wait()
-  shutil.rmtree(folder, ignore_errors=True)
 
 
 def _served(argv):
@@ -223,14 +214,13 @@ class _Forked:
     request = {"module": argv[2], "args": list(argv[3:]),
                "cwd": os.path.abspath(cwd or os.getcwd()),
                "env": dict(os.environ if env is None else env)}
-    self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    self._conn.connect(_socket_path())
+    self._conn, theirs = socket.socketpair()
     try:
-      message = json.dumps(request).encode() + b"\n"
-      socket.send_fds(self._conn, [message[:1]],
-                      [child for _, child in pipes])
-      self._conn.sendall(message[1:])
+      with _server_lock:
+        socket.send_fds(_control(), [json.dumps(request).encode()],
+                        [theirs.fileno()] + [child for _, child in pipes])
     finally:
+      theirs.close()
       for _, child in pipes:
         os.close(child)
     self._buffer = b""
@@ -347,4 +337,4 @@ def run(argv, cwd=None, env=None, capture_output=False, text=False,
 
 
 if __name__ == "__main__":
-  serve(sys.argv[1])
+  serve(int(sys.argv[1]))
