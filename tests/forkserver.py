@@ -1,17 +1,21 @@
 """`python -m MODULE ...` for the tests, without paying for the import each
 time: a server process imports the project's commands (and TensorFlow)
 once, then forks a child per command line. The child takes the cwd and
-environment asked for, and the stdout and stderr pipes the test passed
-(SCM_RIGHTS, with the socket the server reports the pid and the exit status
-on; no file or path is involved), and calls the module's `run()`, which is all its `__main__`
-block does (the module is already imported: executing it again as
-`__main__` would define its flags twice). Starting a search this way
-costs milliseconds instead of about 5 s of CPU.
+environment asked for and the stdout and stderr pipes the test passed
+(SCM_RIGHTS, with the socket on which the server reports the pid and the
+exit status; no file or path is involved), and calls the module's `run()`,
+which is all its `__main__` block does (the module is not executed again
+as `__main__`, which would define its flags twice). Starting a search
+this way costs milliseconds instead of about 5 s of CPU.
 
 `Popen` and `run` mirror subprocess's for these command lines: the pid is
 the command's own (signals, SIGKILL and `is in use by pid N` work as with
 subprocess), and the exit status is the one subprocess would report
 (negative for a signal). Any other argv runs through subprocess itself.
+What differs from a new interpreter: the environment is the child's from
+the moment it forks, so a variable that a library reads only when it is
+imported (TensorFlow's TF_ENABLE_ONEDNN_OPTS, say) has the server's value;
+a test about such a variable starts its own process.
 One server per test process (pytest-xdist worker), started on first use;
 it ends when that process does.
 
