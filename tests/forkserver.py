@@ -3,9 +3,8 @@ time: a server process imports the project's commands (and TensorFlow)
 once, then forks a child per command line. The child takes the cwd and
 environment asked for and the stdout and stderr pipes the test passed
 (SCM_RIGHTS, with the socket on which the server reports the pid and the
-exit status; no file or path is involved), and calls the module's `run()`,
-which is all its `__main__` block does (the module is not executed again
-as `__main__`, which would define its flags twice). Starting a search
+exit status; no file or path is involved), imports the module and calls
+its `run()`, which is all its `__main__` block does. Starting a search
 this way costs milliseconds instead of about 5 s of CPU.
 
 `Popen` and `run` mirror subprocess's for these command lines: the pid is
