@@ -213,22 +213,34 @@ class AdaNasEstimator(adanet.Estimator):
                                         readiness.ReadinessHook()]})
     if mode != tf.estimator.ModeKeys.TRAIN:
       return spec
-    checkpoint = tf.train.latest_checkpoint(config.model_dir)
-    scaffold = spec.scaffold
-    saver = growth.growing_saver(checkpoint, current_iteration.number,
-                                 config)
-    if saver is not None:
-      scaffold = tf.compat.v1.train.Scaffold(
-          summary_op=scaffold.summary_op, saver=saver,
-          local_init_op=scaffold.local_init_op)
-    hooks = list(spec.training_chief_hooks)
-    if config.save_checkpoints_secs or config.save_checkpoints_steps:
-      hooks.append(growth.SaverHook(
-          config.model_dir, save_secs=config.save_checkpoints_secs,
-          save_steps=config.save_checkpoints_steps, scaffold=scaffold,
-          save_graph_def=False,
-          write_graph=current_iteration.number not in self._graphs_written))
-      self._graphs_written.add(current_iteration.number)
+
+    def saving(_=None):
+      """The scaffold and the checkpoint hook. Under a tf.distribute
+      strategy (mirrored), made once for all replicas, in cross-replica
+      context, where a Saver can be built."""
+      checkpoint = tf.train.latest_checkpoint(config.model_dir)
+      scaffold = spec.scaffold
+      saver = growth.growing_saver(checkpoint, current_iteration.number,
+                                   config)
+      if saver is not None:
+        scaffold = tf.compat.v1.train.Scaffold(
+            summary_op=scaffold.summary_op, saver=saver,
+            local_init_op=scaffold.local_init_op)
+      hook = None
+      if config.save_checkpoints_secs or config.save_checkpoints_steps:
+        hook = growth.SaverHook(
+            config.model_dir, save_secs=config.save_checkpoints_secs,
+            save_steps=config.save_checkpoints_steps, scaffold=scaffold,
+            save_graph_def=False,
+            write_graph=current_iteration.number not in self._graphs_written)
+        self._graphs_written.add(current_iteration.number)
+      return scaffold, hook
+
+    if tf.distribute.in_cross_replica_context():
+      scaffold, hook = saving()
+    else:
+      scaffold, hook = tf.distribute.get_replica_context().merge_call(saving)
+    hooks = [*spec.training_chief_hooks, *([hook] if hook else [])]
     return spec._replace(scaffold=scaffold, training_chief_hooks=hooks)
 
   def prepare_next_iteration(self, input_fn, hooks) -> None:
