@@ -30,7 +30,9 @@ checks built once (the same records), from a fresh clone: `make demo` 96 s
 (0.986), seeds 1-3 119, 101 and 105 s (0.983, 0.989, 0.981); with a
 search build that writes nothing to the model_dir (the same records), from
 a fresh clone: `make demo` 87 s (0.986), seeds 1-3 82, 102 and 93 s
-(0.983, 0.989, 0.981; 0.984 +- 0.003). One 1@192 tower of about the same
+(0.983, 0.989, 0.981; 0.984 +- 0.003); again from a fresh clone after the
+mirrored-checkpoint fix (the same records), in a slower hour of this
+machine: `make demo` 110 s, seeds 1-3 108, 104 and 120 s. One 1@192 tower of about the same
 size trained for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
 
