@@ -228,9 +228,12 @@ class AdaNasEstimator(adanet.Estimator):
             local_init_op=scaffold.local_init_op)
       hook = None
       if config.save_checkpoints_secs or config.save_checkpoints_steps:
+        # The growing Saver, or (None) the one the Estimator puts in the
+        # graph's SAVERS collection: not the scaffold's, which a strategy
+        # never finalizes (the Estimator finalizes a combined copy).
         hook = growth.SaverHook(
             config.model_dir, save_secs=config.save_checkpoints_secs,
-            save_steps=config.save_checkpoints_steps, scaffold=scaffold,
+            save_steps=config.save_checkpoints_steps, saver=saver,
             save_graph_def=False,
             write_graph=current_iteration.number not in self._graphs_written)
         self._graphs_written.add(current_iteration.number)

@@ -140,18 +140,6 @@ class SaverHook(tf.compat.v1.train.CheckpointSaverHook):
     super().__init__(*args, **kwargs)
     self._write_graph = write_graph
 
-  def _get_saver(self):
-    """The scaffold's Saver; under a tf.distribute strategy (mirrored) the
-    Estimator finalizes its own combined copy of the scaffold, not the one
-    this hook was given, so the Saver is the graph's (the Estimator adds
-    its own to the SAVERS collection, as the stock hook would find it)."""
-    saver = super()._get_saver()
-    if saver is None:
-      savers = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.SAVERS)
-      if savers:
-        saver = savers[0]
-    return saver
-
   def after_create_session(self, session, coord):
     del coord
     global_step = session.run(self._global_step_tensor)
