@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Tuple
 
 from improve_nas.errors import ConfigError
 
 __all__ = ["ArchSpec", "PENULTIMATE_PER_CONV_FILTER", "AUX_HEAD_FILTERS",
-           "IMAGE_SIZE_RULE", "image_size_fits"]
+           "IMAGE_SIZE_RULE", "image_size_fits", "CellSpec", "NORMAL_CELL",
+           "REDUCTION_CELL"]
 
 # The tower halves its images twice (two reduction cells).
 IMAGE_SIZE_RULE = "a multiple of 4 such as 8, 16 or 32 (the tower halves it twice)"
@@ -100,3 +102,31 @@ class ArchSpec:
 
   def __str__(self) -> str:
     return f"{self.cells_per_stack}@{self.penultimate_filters}"
+
+
+# The NASNet-A cells of Zoph et al. (2018, Fig. 4) in state-index order
+# (improve_nas/nasnet/cells.py builds them): their `h0` (the previous cell's
+# output) is state 0, their `h1` (the one before) state 1.
+@dataclasses.dataclass(frozen=True)
+class CellSpec:
+  """Blocks as (left_op, left_state, right_op, right_state) and the outputs."""
+
+  blocks: Tuple[Tuple[str, int, str, int], ...]
+  outputs: Tuple[int, ...]
+
+
+NORMAL_CELL = CellSpec(
+    blocks=(("sep5", 0, "sep3", 1),
+            ("sep5", 1, "sep3", 1),
+            ("avg3", 0, "id", 1),
+            ("avg3", 1, "avg3", 1),
+            ("sep3", 0, "id", 0)),
+    outputs=(1, 2, 3, 4, 5, 6))
+
+REDUCTION_CELL = CellSpec(
+    blocks=(("sep5", 0, "sep7", 1),
+            ("max3", 0, "sep7", 1),
+            ("avg3", 0, "sep5", 1),
+            ("id", 3, "avg3", 2),
+            ("sep3", 2, "max3", 0)),
+    outputs=(3, 4, 5, 6))

@@ -8,46 +8,20 @@ and adds the results into a new state. The cell outputs the concatenation of
 the states no block consumed (for the normal cell: state 1, the older input,
 and the 5 new ones).
 
-The op tables below are the NASNet-A cells of Zoph et al. (2018, Fig. 4)
-in state-index order: their `h0` (the previous cell's output) is state 0,
-their `h1` (the one before) state 1.
+The op tables are in improve_nas/nasnet/arch.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import tensorflow as tf
 
 from improve_nas.nasnet import ops
+# The op tables live with the arch specs, which import no TensorFlow.
+from improve_nas.nasnet.arch import CellSpec, NORMAL_CELL, REDUCTION_CELL
 
 __all__ = ["CellSpec", "NORMAL_CELL", "REDUCTION_CELL", "Cell"]
-
-
-@dataclasses.dataclass(frozen=True)
-class CellSpec:
-  """Blocks as (left_op, left_state, right_op, right_state) and the outputs."""
-
-  blocks: Tuple[Tuple[str, int, str, int], ...]
-  outputs: Tuple[int, ...]
-
-
-NORMAL_CELL = CellSpec(
-    blocks=(("sep5", 0, "sep3", 1),
-            ("sep5", 1, "sep3", 1),
-            ("avg3", 0, "id", 1),
-            ("avg3", 1, "avg3", 1),
-            ("sep3", 0, "id", 0)),
-    outputs=(1, 2, 3, 4, 5, 6))
-
-REDUCTION_CELL = CellSpec(
-    blocks=(("sep5", 0, "sep7", 1),
-            ("max3", 0, "sep7", 1),
-            ("avg3", 0, "sep5", 1),
-            ("id", 3, "avg3", 2),
-            ("sep3", 2, "max3", 0)),
-    outputs=(3, 4, 5, 6))
 
 
 class Cell(tf.keras.layers.Layer):
