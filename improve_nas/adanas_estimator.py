@@ -19,6 +19,7 @@ from improve_nas import compat
 from improve_nas import growth
 from improve_nas import one_pass
 from improve_nas import readiness
+from improve_nas import records as records_lib
 from improve_nas.builder import CandidateGenerator
 from improve_nas.compat import adanet
 from improve_nas.errors import ConfigError, SearchDiverged
@@ -166,6 +167,37 @@ class AdaNasEstimator(adanet.Estimator):
       for args in exports:
         super()._save_architecture(*args)
     return index
+
+  def _compute_best_ensemble_index(self, checkpoint_path, hooks):
+    """adanet exports by running the selection of the checkpoint's
+    iteration again: its whole graph in EVAL mode over the selection split
+    (more than half of an `--export_only`). A search's record of that
+    iteration at that step already names the candidate the same selection
+    chose, so its index is taken from there. Without such a record (an
+    Estimator used outside run_search, an iteration whose every candidate
+    diverged, a checkpoint the records do not reach) adanet selects."""
+    if checkpoint_path and not self._replay_config:
+      index = self._recorded_best_index(checkpoint_path)
+      if index is not None:
+        return index
+    return super()._compute_best_ensemble_index(checkpoint_path, hooks)
+
+  def _recorded_best_index(self, checkpoint_path) -> Optional[int]:
+    try:
+      saved = records_lib.load_search(self.model_dir)
+    except records_lib.DamagedFile:
+      return None
+    iteration = self._checkpoint_iteration_number(checkpoint_path)
+    step = tf.train.load_variable(checkpoint_path,
+                                  tf.compat.v1.GraphKeys.GLOBAL_STEP)
+    for record in saved["records"] if saved else []:
+      names = [x.name for x in record.candidates]
+      if (record.iteration, record.global_step) == (iteration, step) and \
+          record.chosen in names:
+        # adanet's candidates: the previous ensemble first, from the second
+        # iteration on, then the new ones in the records' order.
+        return (1 if iteration else 0) + names.index(record.chosen)
+    return None
 
   def _save_architecture(self, filename, architecture, checkpoint_path):
     if self._collecting is not None:

@@ -5,6 +5,7 @@ separate selection phase and evaluation give."""
 import numpy as np
 import tensorflow as tf
 
+from improve_nas import records as records_lib
 from improve_nas import search
 from improve_nas.one_pass import batch_mean
 
@@ -79,8 +80,27 @@ def test_one_graph_gives_adanets_selection_and_metrics(tmp_path):
       checkpoint_path=checkpoint, hooks=[]) == index
   assert one.estimator.candidate_evaluations == 1
 
+  # The export takes the chosen ensemble from the search's record of the
+  # checkpoint's iteration (here the first: no previous ensemble before
+  # the candidates), with no selection and no graph built.
+  four = search.build_search(c, model_dir)
+  built = _count_iteration_graphs(four.estimator)
+  assert four.estimator._compute_best_ensemble_index(checkpoint, []) == index
+  assert built == [] and four.estimator.candidate_evaluations == 0
+  # It is the record that names it: one claiming the other candidate names
+  # that one's index; a record of another step is not used (adanet selects).
+  saved = records_lib.load_search(model_dir)
+  record = saved["records"][0]
+  record.chosen = [x.name for x in record.candidates][1 - index]
+  records_lib.write_records(model_dir, saved["records"], saved["ended"])
+  assert search.build_search(c, model_dir).estimator \
+      ._compute_best_ensemble_index(checkpoint, []) == 1 - index
+  record.global_step += 1
+  records_lib.write_records(model_dir, saved["records"], saved["ended"])
+
   # An input_fn whose input cannot share the selection's iterator (here
-  # features and labels, not a tf.data.Dataset) gets adanet's two graphs.
+  # features and labels, not a tf.data.Dataset) gets adanet's two graphs,
+  # when no record names the selection (the one above is of another step).
   three = search.build_search(c, model_dir)
   built = _count_iteration_graphs(three.estimator)
 
@@ -94,3 +114,4 @@ def test_one_graph_gives_adanets_selection_and_metrics(tmp_path):
   assert three.estimator.selection_losses(0) == estimator.selection_losses(0)
   for name, value in expected.items():
     np.testing.assert_array_equal(fallback[name], value, err_msg=name)
+  assert three.estimator.candidate_evaluations == 1
