@@ -171,7 +171,7 @@ class AdaNasEstimator(adanet.Estimator):
   def _compute_best_ensemble_index(self, checkpoint_path, hooks):
     """adanet exports by running the selection of the checkpoint's
     iteration again: its whole graph in EVAL mode over the selection split
-    (more than half of an `--export_only`). A search's record of that
+    (about 40% of the demo's `--export_only`). A search's record of that
     iteration at that step already names the candidate the same selection
     chose, so its index is taken from there. Without such a record (an
     Estimator used outside run_search, an iteration whose every candidate
