@@ -128,7 +128,7 @@ def _leg(python, backend, image_size, args):
              PYTHONPATH=ROOT)
   proc = subprocess.run(
       [python, os.path.abspath(__file__), "--child", f"--arch={args.arch}",
-       f"--image_size={image_size}", f"--batch_size={args.batch_size}",
+       f"--image_sizes={image_size}", f"--batch_size={args.batch_size}",
        f"--steps={args.steps}"], capture_output=True, text=True, env=env,
       check=False)
   if proc.returncode:
@@ -141,14 +141,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--arch", default="1@96")
   parser.add_argument("--image_sizes", default="8,32")
-  parser.add_argument("--image_size", type=int, default=8)
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--steps", type=int, default=40)
   parser.add_argument("--jax_python",
                       default=os.path.join(ROOT, ".venv-jax", "bin", "python"))
   parser.add_argument("--child", action="store_true")
   args = parser.parse_args()
-  if args.child:
+  if args.child:  # one leg: --image_sizes holds its one size
+    args.image_size = int(args.image_sizes)
     child(args)
     return
   pythons = {"tensorflow": sys.executable, "jax": args.jax_python}

@@ -187,10 +187,12 @@ class AdaNasEstimator(adanet.Estimator):
       saved = records_lib.load_search(self.model_dir)
     except records_lib.DamagedFile:
       return None
+    if not saved:
+      return None
     iteration = self._checkpoint_iteration_number(checkpoint_path)
     step = tf.train.load_variable(checkpoint_path,
                                   tf.compat.v1.GraphKeys.GLOBAL_STEP)
-    for record in saved["records"] if saved else []:
+    for record in saved["records"]:
       names = [x.name for x in record.candidates]
       if (record.iteration, record.global_step) == (iteration, step) and \
           record.chosen in names:
