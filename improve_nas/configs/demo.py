@@ -32,7 +32,11 @@ search build that writes nothing to the model_dir (the same records), from
 a fresh clone: `make demo` 87 s (0.986), seeds 1-3 82, 102 and 93 s
 (0.983, 0.989, 0.981; 0.984 +- 0.003); again from a fresh clone after the
 mirrored-checkpoint fix (the same records), in a slower hour of this
-machine: `make demo` 110 s, seeds 1-3 108, 104 and 120 s. One 1@192 tower of about the same
+machine: `make demo` 110 s, seeds 1-3 108, 104 and 120 s; from a fresh
+clone with exports that take the chosen ensemble from the record (the same
+records), on a slower day: `make demo` 139 s, seeds 1-3 132, 120 and 138 s,
+where this commit and the previous one alternated at 115-122 s and 111-119
+s. One 1@192 tower of about the same
 size trained for 600 steps reaches 0.985 (README, "What the method does at small scale",
 has the study behind these figures).
 
